@@ -9,6 +9,7 @@ use crate::ensure_shape;
 use crate::error::Result;
 use crate::gpu::{grid, Kernel};
 use crate::kernel;
+use crate::ops::batch_chunks;
 use crate::tensor::Tensor;
 
 static KERNEL: Kernel = kernel!("elementwise");
@@ -54,30 +55,37 @@ fn params(n: usize, op: u32, alpha: f32, beta: f32) -> Params {
 
 // ---- forward / backward kernels -------------------------------------------------------
 
-pub fn activation(x: &Tensor, f: Activation) -> Result<Tensor> {
-    let out = Tensor::empty(x.gpu(), x.shape())?;
-    let (op, alpha, beta) = f.code();
-    let g = x.gpu();
-    g.dispatch(&KERNEL, "unary_forward", &params(x.numel(), op, alpha, beta), &[x, &out], grid(g, x.numel() as u64, 256))?;
+/// Runs `entry` over equal-shaped tensors (inputs then the output, all flat), in pieces
+/// when they are larger than one storage binding.
+fn map(entry: &'static str, op: &'static str, inputs: &[&Tensor], code: (u32, f32, f32)) -> Result<Tensor> {
+    let first = inputs[0];
+    let g = first.gpu();
+    let n = first.numel();
+    let out = Tensor::empty(g, first.shape())?;
+    let flat = |t: &Tensor| t.reshape(&[n]);
+    let mut all: Vec<Tensor> = inputs.iter().map(|t| flat(t)).collect::<Result<_>>()?;
+    all.push(flat(&out)?);
+    for r in batch_chunks(g, op, n, &vec![4; all.len()])? {
+        let views: Vec<Tensor> = all.iter().map(|t| t.narrow0(r.start, r.len())).collect::<Result<_>>()?;
+        let refs: Vec<&Tensor> = views.iter().collect();
+        g.dispatch(&KERNEL, entry, &params(r.len(), code.0, code.1, code.2), &refs, grid(g, r.len() as u64, 256))?;
+    }
     Ok(out)
+}
+
+pub fn activation(x: &Tensor, f: Activation) -> Result<Tensor> {
+    map("unary_forward", "activation", &[x], f.code())
 }
 
 /// dx = f'(x) ⊙ dy.
 pub fn activation_backward(x: &Tensor, dy: &Tensor, f: Activation) -> Result<Tensor> {
     ensure_shape!(x.shape() == dy.shape(), "activation_backward", "x {:?} vs dy {:?}", x.shape(), dy.shape());
-    let out = Tensor::empty(x.gpu(), x.shape())?;
-    let (op, alpha, beta) = f.code();
-    let g = x.gpu();
-    g.dispatch(&KERNEL, "unary_backward", &params(x.numel(), op, alpha, beta), &[x, dy, &out], grid(g, x.numel() as u64, 256))?;
-    Ok(out)
+    map("unary_backward", "activation_backward", &[x, dy], f.code())
 }
 
 fn binary(a: &Tensor, b: &Tensor, op: u32, alpha: f32, name: &'static str) -> Result<Tensor> {
     ensure_shape!(a.shape() == b.shape(), name, "{:?} vs {:?} (use the broadcasting ops for different shapes)", a.shape(), b.shape());
-    let out = Tensor::empty(a.gpu(), a.shape())?;
-    let g = a.gpu();
-    g.dispatch(&KERNEL, "binary", &params(a.numel(), op, alpha, 0.0), &[a, b, &out], grid(g, a.numel() as u64, 256))?;
-    Ok(out)
+    map("binary", name, &[a, b], (op, alpha, 0.0))
 }
 
 /// a + b (same shapes).

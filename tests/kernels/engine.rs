@@ -49,15 +49,59 @@ fn repeated_forward_allocates_nothing_new() {
 
 #[test]
 fn oversized_binding_is_an_error_not_a_crash() {
+    // A kernel that cannot split its operand must get an error naming the limit.
+    static COPY: ratlip::gpu::Kernel = ratlip::gpu::Kernel {
+        name: "test_copy",
+        source: "@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+                 @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) i: vec3<u32>) { x[i.x] = 1.0; }",
+    };
+    let g = ratlip::Gpu::new(&ratlip::GpuOptions::default()).unwrap();
+    g.set_binding_limit_for_tests(4096);
+    let t = Tensor::zeros(&g, &[2048]).unwrap();
+    let e = g.dispatch(&COPY, "main", &(), &[&t], [1, 1, 1]).unwrap_err().to_string();
+    assert!(e.contains("max_storage_buffer_binding_size") && e.contains("[2048]"), "{e}");
+}
+
+#[test]
+fn elementwise_on_a_tensor_larger_than_the_real_binding_limit() {
     let g = gpu();
-    let max = g.max_binding_bytes();
-    let n = (max / 4 + 1024) as usize;
+    let n = (g.max_binding_bytes() / 4 + 4099) as usize;
     if (n as u64) * 4 > g.limits().max_buffer_size {
-        return; // A device whose buffers cannot exceed one binding cannot hit this case.
+        return; // this device's buffers cannot exceed one binding
     }
-    let t = Tensor::empty(g, &[n]).unwrap();
-    let e = elementwise::activation(&t, Activation::Relu).unwrap_err().to_string();
-    assert!(e.contains("max_storage_buffer_binding_size"), "{e}");
+    let x = Tensor::full(g, &[n], -2.0).unwrap();
+    let y = elementwise::activation(&x, Activation::LeakyRelu(0.25)).unwrap();
+    let tail = y.narrow0(n - 4104, 4104).unwrap().to_vec().unwrap();
+    assert!(tail.iter().all(|&v| v == -0.5), "the last piece was computed");
+}
+
+#[test]
+fn elementwise_ops_split_tensors_larger_than_a_binding() {
+    let g = ratlip::Gpu::new(&ratlip::GpuOptions::default()).unwrap();
+    let mut rng = Rng::new(11);
+    let (av, bv) = (rng.vec(5003), rng.vec(5003));
+    let run = |g: &ratlip::Gpu| {
+        let a = Tensor::from_slice(g, &[5003], &av).unwrap();
+        let b = Tensor::from_slice(g, &[5003], &bv).unwrap();
+        let t = elementwise::activation(&a, Activation::Tanh).unwrap();
+        let m = elementwise::mul(&t, &b).unwrap();
+        let d = elementwise::activation_backward(&a, &m, Activation::QuickGelu).unwrap();
+        d.to_vec().unwrap()
+    };
+    let whole = run(&g);
+    g.set_binding_limit_for_tests(1024); // 256 floats per binding: 20 pieces
+    let d0 = g.stats().dispatches;
+    let split = run(&g);
+    assert_eq!(whole, split);
+    assert!(g.stats().dispatches - d0 >= 60, "split into pieces");
+}
+
+#[test]
+fn a_tensor_larger_than_the_device_allows_is_an_error() {
+    let g = gpu();
+    let n = (g.limits().max_buffer_size / 4 + 1) as usize;
+    let e = Tensor::empty(g, &[n]).unwrap_err().to_string();
+    assert!(e.contains("max_buffer_size") && e.contains(&format!("{n}")), "{e}");
 }
 
 #[test]
