@@ -29,6 +29,8 @@ pub struct Stats {
     pub buffers_created: u64,
     /// Bytes held by the pool (in use + free).
     pub bytes_held: u64,
+    /// Bytes of pooled buffers currently owned by live tensors.
+    pub bytes_in_use: u64,
     /// Compute pipelines compiled.
     pub pipelines_created: u64,
     /// Bind groups created (cache misses).
@@ -52,7 +54,11 @@ pub(crate) fn size_class(bytes: u64) -> u64 {
 
 impl BufferPool {
     pub fn take(&mut self, class: u64) -> Option<PooledBuffer> {
-        self.free.get_mut(&class).and_then(|v| v.pop())
+        let b = self.free.get_mut(&class).and_then(|v| v.pop());
+        if b.is_some() {
+            self.stats.bytes_in_use += class;
+        }
+        b
     }
 
     pub fn new_id(&mut self) -> u64 {
@@ -61,6 +67,7 @@ impl BufferPool {
     }
 
     pub fn give_back(&mut self, b: PooledBuffer) {
+        self.stats.bytes_in_use -= b.class;
         self.free.entry(b.class).or_default().push(b);
     }
 

@@ -80,6 +80,7 @@ impl Gpu {
         }
         pool.stats.buffers_created += 1;
         pool.stats.bytes_held += class;
+        pool.stats.bytes_in_use += class;
         let id = pool.new_id();
         Ok(PooledBuffer { id, class, buffer: Arc::new(buffer) })
     }

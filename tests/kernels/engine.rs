@@ -123,3 +123,24 @@ fn unused_output_gradient_is_zero_and_intermediates_are_dropped() {
     assert!(grads.get(&h).is_none(), "intermediate gradients are not kept unless retained");
     assert_eq!(grads.get(&x).unwrap().to_vec().unwrap(), vec![3.0, 0.0, 3.0]);
 }
+
+#[test]
+fn forward_memory_is_released_after_backward() {
+    let g = ratlip::Gpu::new(&ratlip::GpuOptions::default()).unwrap();
+    let x = Tensor::full(&g, &[4096], 0.3).unwrap();
+    let base = g.stats().bytes_in_use;
+    let tape = Tape::new(&g);
+    let v = tape.var(x.clone());
+    let mut h = v.clone();
+    for _ in 0..8 {
+        h = tape.activation(&h, Activation::Tanh).unwrap();
+    }
+    let during = g.stats().bytes_in_use;
+    assert!(during >= base + 8 * 4096 * 4, "activations are held for backward");
+    let grads = tape.backward(&h).unwrap();
+    drop(h);
+    // Only the gradient of the leaf survives (and the tape's saved tensors are gone).
+    assert_eq!(g.stats().bytes_in_use, base + 4096 * 4);
+    drop(grads);
+    assert_eq!(g.stats().bytes_in_use, base);
+}
