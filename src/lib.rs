@@ -10,10 +10,12 @@
 
 pub mod autograd;
 pub mod bench;
+pub mod clip;
 pub mod error;
 pub mod gpu;
 pub mod ops;
 pub mod tensor;
+pub mod weights;
 
 pub use autograd::{Grads, Tape, Var};
 pub use error::{Error, Result};
