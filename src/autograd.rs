@@ -160,6 +160,13 @@ impl Tape {
         self.record(name, inputs, vec![output], backward).pop().unwrap()
     }
 
+    /// The same data with another shape (a view); the gradient is reshaped back.
+    pub fn reshape(&self, x: &Var, shape: &[usize]) -> Result<Var> {
+        let y = x.value.reshape(shape)?;
+        let from = x.shape().to_vec();
+        Ok(self.record1("reshape", &[x], y, move |c| Ok(vec![Some(c.grad(0)?.reshape(&from)?)])))
+    }
+
     /// Number of recorded nodes (a frozen path records none).
     pub fn len(&self) -> usize {
         self.inner.borrow().nodes.len()
