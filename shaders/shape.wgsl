@@ -38,6 +38,35 @@ fn copy_strided(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     dst[d] = src[s];
 }
 
+// The same copy when the last box dim is contiguous in both tensors (concat and slice along
+// an outer dim, channel shuffle, head splits): one thread per 4 consecutive elements of a
+// row, so the index arithmetic is paid once per 4 elements. `n` counts threads here and the
+// last entry of `shape` counts groups of 4; `len` is the true row length.
+@compute @workgroup_size(256)
+fn copy_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if i >= p.n { return; }
+    let last = p.rank - 1u;
+    let groups = p.shape[last / 4u][last % 4u];
+    let len = p.src_stride[last / 4u][last % 4u];
+    var rest = i / groups;
+    let c0 = (i % groups) * 4u;
+    var s = p.src_base + c0;
+    var d = p.dst_base + c0;
+    for (var k = 1u; k < p.rank; k++) {
+        let dim = p.rank - 1u - k;
+        let size = p.shape[dim / 4u][dim % 4u];
+        let c = rest % size;
+        rest = rest / size;
+        s += c * p.src_stride[dim / 4u][dim % 4u];
+        d += c * p.dst_stride[dim / 4u][dim % 4u];
+    }
+    let m = min(4u, len - c0);
+    for (var j = 0u; j < m; j++) {
+        dst[d + j] = src[s + j];
+    }
+}
+
 // Batched transpose through workgroup memory: dst[b, r, c] = src[b, c, r], where r is the
 // contiguous axis of src and c that of dst. A naive copy reads or writes with a large stride;
 // here both the 32-wide loads and the 32-wide stores are contiguous.

@@ -166,6 +166,16 @@ fn run_copy(op: &'static str, src: &Tensor, dst: &Tensor, copy: &Copy) -> Result
     if rank > MAX_DIMS {
         return Err(Error::shape(op, format!("copy needs {rank} dims after merging, more than {MAX_DIMS}")));
     }
+    let len = c.shape[rank - 1];
+    if c.src_stride[rank - 1] == 1 && c.dst_stride[rank - 1] == 1 && len >= 4 {
+        // Rows: the last dim becomes groups of 4, and its (unit) src stride slot carries
+        // the row length.
+        let mut p = c.params();
+        p.shape[rank - 1] = len.div_ceil(4) as u32;
+        p.src_stride[rank - 1] = len as u32;
+        p.n = (n / len * len.div_ceil(4)) as u32;
+        return g.dispatch(&KERNEL, "copy_rows", &p, &[src, dst], grid(g, p.n as u64, 256));
+    }
     g.dispatch(&KERNEL, "copy_strided", &c.params(), &[src, dst], grid(g, n as u64, 256))
 }
 
