@@ -5,7 +5,8 @@
 //! strided box copy (`Copy`) between two buffers. Each op describes its copy, dims that stay
 //! adjacent in both tensors are merged, and the result picks the cheapest way to move it: a
 //! plain buffer copy when both sides are contiguous, a tiled transpose when the contiguous
-//! axis changes, the generic strided kernel otherwise. All ops are linear and their backwards
+//! axis changes, the strided kernel otherwise (4 elements per thread where rows stay
+//! contiguous on both sides). All ops are linear and their backwards
 //! are the same kind of copy (or, for the resize, a gather-sum).
 
 use bytemuck::{Pod, Zeroable};
