@@ -307,7 +307,7 @@ pub fn broadcast_binary_backward(
         }
         let term = Tensor::empty(dy.gpu(), dy.shape())?;
         run_broadcast("broadcast_grad", name, &layout, &[a, b], Some(dy), &term, op.code() | (k as u32) << 2, 0.0)?;
-        grads[k] = Some(sum_to_shape_scaled(&term, target, 1.0, name)?);
+        grads[k] = Some(if target == dy.shape() { term } else { sum_to_shape_scaled(&term, target, 1.0, name)? });
     }
     Ok(grads)
 }
@@ -391,7 +391,7 @@ fn reduce_window(
         let opw = n_out.next_power_of_two().min((WG / want).max(32)).min(WG);
         WG / opw
     } else {
-        red.div_ceil(8).next_power_of_two().min(WG)
+        red.div_ceil(32).next_power_of_two().min(WG)
     };
     let opw = WG / tpo;
     let chunk = tpo * PER_LANE;

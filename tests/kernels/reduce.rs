@@ -454,6 +454,7 @@ fn timing_at_model_shapes() {
     let (x, _) = random(&mut rng, &[16, 64, 56, 56]);
     let (gamma, _) = random(&mut rng, &[16, 64, 1, 1]);
     let n = x.numel();
+    time("reference: same-shape elementwise add", n * 12, &|| ratlip::ops::elementwise::add(&x, &x).unwrap());
     time("sum of 64·224·224 values", 64 * 224 * 224 * 4, &|| reduce::sum(&x.reshape(&[n]).unwrap(), &[0], false).unwrap());
     time("mean_pool [16,64,56,56]", n * 4, &|| reduce::mean_pool(&x).unwrap());
     time("sum_to_shape [16,64,56,56]→[1,64,1,1]", n * 4, &|| reduce::sum_to_shape(&x, &[1, 64, 1, 1]).unwrap());
