@@ -32,6 +32,17 @@ fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 
 // Element offsets into a and b of output element i (row-major, innermost dim last).
 fn offsets(i: u32) -> vec2<u32> {
+    // The common patterns (same shape, scalar, [B·C, 1] against [B·C, H·W]) collapse to
+    // one or two dims: spare them the general loop.
+    if p.ndim == 1u {
+        return vec2<u32>(p.base.x + i * p.sa[0].x, p.base.y + i * p.sb[0].x);
+    }
+    if p.ndim == 2u {
+        let s = p.shape[0].y;
+        let c0 = i / s;
+        let c1 = i - c0 * s;
+        return vec2<u32>(p.base.x + c0 * p.sa[0].x + c1 * p.sa[0].y, p.base.y + c0 * p.sb[0].x + c1 * p.sb[0].y);
+    }
     var rem = i;
     var oa = 0u;
     var ob = 0u;

@@ -1,5 +1,7 @@
 // Sum over the middle axis of a tensor viewed as [outer, red, inner]:
-//   out[o·inner + i] = scale · Σ_r x[(o·red + r)·inner + i].
+//   out[o·inner + i] = scale · Σ_r x[(o·red + r)·inner + i]
+// or, with `dot`, of the products x ⊙ y of two same-shaped tensors (the gradient of a
+// broadcast factor, Σ_hw dy ⊙ x, without materialising dy ⊙ x).
 // Multi-axis reductions are a sequence of these (the host merges adjacent reduced dims
 // first). A workgroup of 256 threads serves 256/tpo outputs with tpo lanes each; lanes
 // stride through the reduced axis and are combined by a tree in workgroup memory.
@@ -23,13 +25,14 @@ struct Params {
     out_base: u32,
     scale: f32,
     col: u32,
-    _pad0: u32,
-    _pad1: u32,
+    y_base: u32,
+    dot: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 var<workgroup> sm: array<f32, 256>;
 
@@ -56,11 +59,19 @@ fn reduce_axis(
     let n_out = p.outer * p.inner;
     var acc = 0.0;
     if o < n_out {
-        let base = p.in_base + (o / p.inner) * p.red * p.inner + o % p.inner;
+        let rel = (o / p.inner) * p.red * p.inner + o % p.inner;
+        let base = p.in_base + rel;
+        let ybase = p.y_base + rel;
         let start = chunk * p.chunk;
         let end = min(start + p.chunk, p.red);
-        for (var r = start + ri; r < end; r += p.tpo) {
-            acc += x[base + r * p.inner];
+        if p.dot != 0u {
+            for (var r = start + ri; r < end; r += p.tpo) {
+                acc += x[base + r * p.inner] * y[ybase + r * p.inner];
+            }
+        } else {
+            for (var r = start + ri; r < end; r += p.tpo) {
+                acc += x[base + r * p.inner];
+            }
         }
     }
     let s0 = oi * p.tpo;

@@ -305,6 +305,13 @@ pub fn broadcast_binary_backward(
         if !needs[k] {
             continue;
         }
+        let other = if k == 0 { b } else { a };
+        if op == BinaryOp::Mul && other.shape() == dy.shape() && target != dy.shape() {
+            // gamma of gamma ⊙ x: Σ dy ⊙ x over the broadcast dims in one pass, without an
+            // output-sized temporary.
+            grads[k] = Some(sum_to_shape_of(dy, Some(other), target, 1.0, name)?);
+            continue;
+        }
         let term = Tensor::empty(dy.gpu(), dy.shape())?;
         run_broadcast("broadcast_grad", name, &layout, &[a, b], Some(dy), &term, op.code() | (k as u32) << 2, 0.0)?;
         grads[k] = Some(if target == dy.shape() { term } else { sum_to_shape_scaled(&term, target, 1.0, name)? });
@@ -346,7 +353,9 @@ struct ReduceParams {
     out_base: u32,
     scale: f32,
     col: u32,
-    _pad: [u32; 2],
+    y_base: u32,
+    /// 1: sum the products x ⊙ y (a product's gradient summed in the same pass).
+    dot: u32,
 }
 
 /// Storage offset alignment in elements.
@@ -369,12 +378,14 @@ fn window(t: &Tensor, start: usize, len: usize) -> Result<(Tensor, u32)> {
 }
 
 /// One pass over bound windows: dst[out_base + o·inner + i] = scale · Σ_r x[in_base +
-/// (o·red + r)·inner + i]. Long reductions are cut into chunks of `tpo·PER_LANE` elements
-/// whose partial sums are reduced by a second pass.
+/// (o·red + r)·inner + i] (times the same element of `y` when given, a window with its
+/// own base). Long reductions are cut into chunks of `tpo·PER_LANE` elements whose partial
+/// sums are reduced by a second pass.
 #[allow(clippy::too_many_arguments)]
 fn reduce_window(
     x: &Tensor,
     in_base: u32,
+    y: Option<(&Tensor, u32)>,
     outer: usize,
     red: usize,
     inner: usize,
@@ -407,11 +418,14 @@ fn reduce_window(
         out_base,
         scale,
         col: col as u32,
-        _pad: [0; 2],
+        y_base: y.map_or(0, |y| y.1),
+        dot: y.is_some() as u32,
     };
+    // Without a factor, x is bound in y's place too (read-only both times) and not read.
+    let yt = y.map_or(x, |y| y.0);
     if nchunks == 1 {
         let groups = n_out.div_ceil(opw) as u64;
-        return gpu.dispatch(&REDUCE, "reduce_axis", &params, &[x, dst], grid(gpu, groups, 1));
+        return gpu.dispatch(&REDUCE, "reduce_axis", &params, &[x, yt, dst], grid(gpu, groups, 1));
     }
     let partial = Tensor::empty(gpu, &[nchunks, n_out])?;
     params.chunk = chunk as u32;
@@ -419,14 +433,24 @@ fn reduce_window(
     params.out_base = 0;
     params.scale = 1.0;
     let groups = (n_out.div_ceil(opw) * nchunks) as u64;
-    gpu.dispatch(&REDUCE, "reduce_axis", &params, &[x, &partial], grid(gpu, groups, 1))?;
-    reduce_window(&partial, 0, 1, nchunks, n_out, dst, out_base, scale)
+    gpu.dispatch(&REDUCE, "reduce_axis", &params, &[x, yt, &partial], grid(gpu, groups, 1))?;
+    reduce_window(&partial, 0, None, 1, nchunks, n_out, dst, out_base, scale)
 }
 
-/// x viewed as [outer, red, inner] summed over the middle axis and scaled: [outer·inner].
-/// Runs in binding-sized windows: whole outer items when one fits, else row ranges of each
-/// item whose partial sums are reduced again.
-fn reduce_axis(x: &Tensor, outer: usize, red: usize, inner: usize, scale: f32, name: &'static str) -> Result<Tensor> {
+/// x (⊙ y, same size, when given) viewed as [outer, red, inner] summed over the middle
+/// axis and scaled: [outer·inner]. Runs in binding-sized windows: whole outer items when
+/// one fits, else row ranges of each item whose partial sums are reduced again.
+#[allow(clippy::too_many_arguments)]
+fn reduce_axis(
+    x: &Tensor,
+    y: Option<&Tensor>,
+    outer: usize,
+    red: usize,
+    inner: usize,
+    scale: f32,
+    name: &'static str,
+) -> Result<Tensor> {
+    let yw = |start: usize, len: usize| y.map(|y| window(y, start, len)).transpose();
     let gpu = x.gpu();
     let dst = Tensor::empty(gpu, &[outer * inner])?;
     let limit = gpu.max_binding_bytes();
@@ -437,8 +461,9 @@ fn reduce_axis(x: &Tensor, outer: usize, red: usize, inner: usize, scale: f32, n
         for o0 in (0..outer).step_by(per) {
             let o1 = (o0 + per).min(outer);
             let (xw, xb) = window(x, o0 * item, (o1 - o0) * item)?;
+            let yv = yw(o0 * item, (o1 - o0) * item)?;
             let (dw, db) = window(&dst, o0 * inner, (o1 - o0) * inner)?;
-            reduce_window(&xw, xb, o1 - o0, red, inner, &dw, db, scale)?;
+            reduce_window(&xw, xb, yv.as_ref().map(|(t, b)| (t, *b)), o1 - o0, red, inner, &dw, db, scale)?;
         }
         return Ok(dst);
     }
@@ -457,17 +482,19 @@ fn reduce_axis(x: &Tensor, outer: usize, red: usize, inner: usize, scale: f32, n
         for k in 0..nk {
             let (r0, r1) = (k * rows, ((k + 1) * rows).min(red));
             let (xw, xb) = window(x, (o * red + r0) * inner, (r1 - r0) * inner)?;
+            let yv = yw((o * red + r0) * inner, (r1 - r0) * inner)?;
             let (pw, pb) = window(&partial, (o * nk + k) * inner, inner)?;
-            reduce_window(&xw, xb, 1, r1 - r0, inner, &pw, pb, 1.0)?;
+            reduce_window(&xw, xb, yv.as_ref().map(|(t, b)| (t, *b)), 1, r1 - r0, inner, &pw, pb, 1.0)?;
         }
     }
-    reduce_axis(&partial, outer, nk, inner, scale, name)
+    reduce_axis(&partial, None, outer, nk, inner, scale, name)
 }
 
-/// scale · Σ of x over the dims flagged in `mask`, flat in the order of the kept dims.
-/// Adjacent reduced dims are merged, then the largest reduced group goes first (the
-/// data shrinks most), one [outer, red, inner] pass per group; `scale` joins the last.
-fn reduce_mask(x: &Tensor, mask: &[bool], scale: f32, name: &'static str) -> Result<Tensor> {
+/// scale · Σ of x (⊙ y, same shape, when given) over the dims flagged in `mask`, flat in
+/// the order of the kept dims. Adjacent reduced dims are merged, then the largest reduced
+/// group goes first (the data shrinks most), one [outer, red, inner] pass per group; the
+/// product is taken in the first pass and `scale` joins the last.
+fn reduce_mask(x: &Tensor, mut y: Option<&Tensor>, mask: &[bool], scale: f32, name: &'static str) -> Result<Tensor> {
     let gpu = x.gpu();
     let kept: usize = x.shape().iter().zip(mask).filter(|(_, &m)| !m).map(|(&n, _)| n).product();
     if x.numel() == 0 {
@@ -480,7 +507,7 @@ fn reduce_mask(x: &Tensor, mask: &[bool], scale: f32, name: &'static str) -> Res
     let mut cur = x.reshape(&[x.numel()])?;
     if !groups.iter().any(|g| g.1) {
         // Nothing to sum: still a fresh tensor (scaled copy), as every op's output is.
-        return reduce_axis(&cur, x.numel(), 1, 1, scale, name);
+        return reduce_axis(&cur, y, x.numel(), 1, 1, scale, name);
     }
     loop {
         let j = (0..groups.len()).filter(|&j| groups[j].1).max_by_key(|&j| groups[j].0).unwrap();
@@ -493,7 +520,7 @@ fn reduce_mask(x: &Tensor, mask: &[bool], scale: f32, name: &'static str) -> Res
             push_group(&mut groups, n, m);
         }
         let last = !groups.iter().any(|g| g.1);
-        cur = reduce_axis(&cur, outer, red, inner, if last { scale } else { 1.0 }, name)?;
+        cur = reduce_axis(&cur, y.take(), outer, red, inner, if last { scale } else { 1.0 }, name)?;
         if last {
             return Ok(cur);
         }
@@ -536,7 +563,7 @@ fn reduce_axes(x: &Tensor, axes: &[usize], keepdim: bool, mean: bool, name: &'st
     let count: usize = x.shape().iter().zip(&mask).filter(|(_, &m)| m).map(|(&n, _)| n).product();
     ensure_shape!(!mean || count > 0, name, "mean over zero elements of {:?} (axes {:?})", x.shape(), axes);
     let scale = if mean { (1.0 / count as f64) as f32 } else { 1.0 };
-    reduce_mask(x, &mask, scale, name)?.reshape(&reduced_shape(x.shape(), &mask, keepdim))
+    reduce_mask(x, None, &mask, scale, name)?.reshape(&reduced_shape(x.shape(), &mask, keepdim))
 }
 
 /// Σ over `axes` (PyTorch's `x.sum(axes, keepdim)`, except that an empty `axes` sums over
@@ -557,6 +584,11 @@ pub fn sum_to_shape(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
 }
 
 fn sum_to_shape_scaled(x: &Tensor, shape: &[usize], scale: f32, name: &'static str) -> Result<Tensor> {
+    sum_to_shape_of(x, None, shape, scale, name)
+}
+
+/// scale · (x ⊙ y) summed to `shape` (y: None for x alone, else x's shape).
+fn sum_to_shape_of(x: &Tensor, y: Option<&Tensor>, shape: &[usize], scale: f32, name: &'static str) -> Result<Tensor> {
     ensure_shape!(
         broadcast_shape(shape, x.shape()).as_deref() == Some(x.shape()),
         name,
@@ -567,7 +599,7 @@ fn sum_to_shape_scaled(x: &Tensor, shape: &[usize], scale: f32, name: &'static s
     );
     let lead = x.dims() - shape.len();
     let mask: Vec<bool> = (0..x.dims()).map(|d| d < lead || (shape[d - lead] == 1 && x.dim(d) != 1)).collect();
-    reduce_mask(x, &mask, scale, name)?.reshape(shape)
+    reduce_mask(x, y, &mask, scale, name)?.reshape(shape)
 }
 
 /// Global mean pool [B,C,H,W] → [B,C].
@@ -575,7 +607,7 @@ pub fn mean_pool(x: &Tensor) -> Result<Tensor> {
     ensure_shape!(x.dims() == 4, "mean_pool", "expects [B, C, H, W], got {:?}", x.shape());
     let s = x.shape();
     ensure_shape!(s[2] * s[3] > 0, "mean_pool", "mean over an empty {}×{} map of {:?}", s[2], s[3], s);
-    let y = reduce_mask(x, &[false, false, true, true], (1.0 / (s[2] * s[3]) as f64) as f32, "mean_pool")?;
+    let y = reduce_mask(x, None, &[false, false, true, true], (1.0 / (s[2] * s[3]) as f64) as f32, "mean_pool")?;
     y.reshape(&[s[0], s[1]])
 }
 

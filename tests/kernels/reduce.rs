@@ -375,14 +375,17 @@ fn splitting_over_small_bindings_matches_unsplit() {
         // Gradient terms split the same way; their sums go through the reduction splits.
         let out = cpu::broadcast_shape(sa, sb).unwrap();
         let w = rng.vec(numel(&out));
-        let grads = |gpu: &Gpu| {
-            let [ga, gb] = reduce::broadcast_binary_backward(&on(gpu, sa, &av), &on(gpu, sb, &bv), &on(gpu, &out, &w), BinaryOp::Div, [true, true]).unwrap();
-            (ga.unwrap().to_vec().unwrap(), gb.unwrap().to_vec().unwrap())
-        };
-        let (sa_g, sb_g) = grads(&g);
-        let (ba_g, bb_g) = grads(gpu());
-        assert_close("split div grad a", &sa_g, &to_f64(&ba_g), 1e-5, 1e-5);
-        assert_close("split div grad b", &sb_g, &to_f64(&bb_g), 1e-5, 1e-5);
+        // (Mul sums dy ⊙ x in the reduction itself where one factor has the output shape.)
+        for op in [BinaryOp::Mul, BinaryOp::Div] {
+            let grads = |gpu: &Gpu| {
+                let [ga, gb] = reduce::broadcast_binary_backward(&on(gpu, sa, &av), &on(gpu, sb, &bv), &on(gpu, &out, &w), op, [true, true]).unwrap();
+                (ga.unwrap().to_vec().unwrap(), gb.unwrap().to_vec().unwrap())
+            };
+            let (sa_g, sb_g) = grads(&g);
+            let (ba_g, bb_g) = grads(gpu());
+            assert_close(&format!("split {op:?} grad a {sa:?} {sb:?}"), &sa_g, &to_f64(&ba_g), 1e-5, 1e-5);
+            assert_close(&format!("split {op:?} grad b {sa:?} {sb:?}"), &sb_g, &to_f64(&bb_g), 1e-5, 1e-5);
+        }
     }
 
     // Expand and its backward.
