@@ -17,8 +17,8 @@
 //! over everything). Not split, returning `BindingTooLarge`: a broadcast whose first
 //! collapsed dim holds more than a binding per index (e.g. [2, N] + [1, N] with N·4 bytes
 //! over the limit) or whose operand broadcast along that dim is itself larger than a
-//! binding, and a reduction whose one reduced row ([.., red, inner] with inner·4 bytes)
-//! is.
+//! binding, and a reduction in which two rows of the reduced axis (2·inner·4 bytes for
+//! [outer, red, inner]) do not fit one binding.
 
 use bytemuck::{Pod, Zeroable};
 
