@@ -10,6 +10,7 @@
 
 pub mod autograd;
 pub mod bench;
+pub mod clip;
 pub mod error;
 pub mod gpu;
 pub mod ops;
