@@ -1,3 +1,5 @@
-//! CLIP on the engine: configuration, weights, text and image encoders, and the mapper.
+//! CLIP, the frozen text and image encoders RATLIP is built around: configuration, CLIP's own
+//! tokenizer (the encoder's weights only mean something for its token ids), and the towers.
 
 pub mod config;
+pub mod tokenizer;
