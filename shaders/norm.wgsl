@@ -6,12 +6,13 @@
 // len = (C/G)·H·W, contiguous in NCHW). Element i of row r uses affine channel
 // (r % groups)·cpg + i / hw (LayerNorm: groups 1, cpg D, hw 1 gives channel i).
 //
-// A workgroup of 256 threads holds 256/seg rows, `seg` threads each (a power of two), so
-// that short rows (GroupNorm with groups == channels on 4×4 maps: 16 values) do not leave
-// most of the workgroup idle, and long rows (D = 768) get the whole workgroup.
+// A workgroup of 256 threads holds 256/seg rows, `seg` threads each (a power of two, about
+// len/8, see `seg_width` in src/ops/norm.rs), so that short rows (GroupNorm with groups ==
+// channels on 4×4 maps: 16 values) do not leave most of the workgroup idle and long planes
+// get the whole workgroup. BatchNorm works on (sample, channel) planes the same way.
 //
-// Statistics are two-pass (mean, then mean of centred squares): the one-pass E[x²]−E[x]²
-// loses every digit when |mean| ≫ std.
+// Statistics are merged (count, mean, M2) summaries, never E[x²]−E[x]², which loses every
+// digit when |mean| ≫ std.
 
 struct Params {
     rows: u32,      // segments (rows, planes or channels) in this dispatch
@@ -80,26 +81,66 @@ fn segment_of(li: u32, wid: vec3<u32>, nwg: vec3<u32>) -> Seg {
     return Seg(row, li % p.seg, row < p.rows);
 }
 
-// (mean, Σ (x − mean)²) of row `s.row` of x (rows of p.len values).
-fn row_moments(li: u32, s: Seg) -> vec2<f32> {
-    let base = s.row * p.len;
-    var t = 0.0;
-    if s.live {
-        for (var i = s.lane; i < p.len; i += p.seg) { t += x[base + i]; }
-    }
-    let mean = segment_sum(li, vec2<f32>(t, 0.0)).x / f32(p.len);
-    var q = 0.0;
-    if s.live {
-        for (var i = s.lane; i < p.len; i += p.seg) {
-            let d = x[base + i] - mean;
-            q += d * d;
-        }
-    }
-    return vec2<f32>(mean, segment_sum(li, vec2<f32>(q, 0.0)).x);
+// Merges two (count, mean, M2) summaries of disjoint sets (Chan, Golub & LeVeque): exact in
+// exact arithmetic and, unlike Σx² − (Σx)²/n, free of cancellation when |mean| ≫ std.
+fn chan(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
+    if b.x == 0.0 { return a; }
+    if a.x == 0.0 { return b; }
+    let n = a.x + b.x;
+    let delta = b.y - a.y;
+    return vec3<f32>(n, a.y + delta * (b.x / n), a.z + b.z + delta * delta * (a.x * (b.x / n)));
 }
 
-fn affine_channel(row: u32, i: u32) -> u32 {
-    return (row % p.groups) * p.cpg + i / p.hw;
+var<workgroup> red_m: array<vec3<f32>, 256>;
+
+// (mean, Σ (x − mean)²) of row `s.row` of x (rows of p.len values): Welford over each
+// thread's strided elements (one read of x), then Chan merges up the segment's tree, so the
+// statistics cost a single reduction.
+fn row_moments(li: u32, s: Seg) -> vec2<f32> {
+    let base = s.row * p.len;
+    var m = vec3<f32>(0.0);
+    if s.live {
+        for (var i = s.lane; i < p.len; i += p.seg) {
+            let v = x[base + i];
+            m.x += 1.0;
+            let d = v - m.y;
+            m.y += d / m.x;
+            m.z += d * (v - m.y);
+        }
+    }
+    red_m[li] = m;
+    workgroupBarrier();
+    var stride = p.seg / 2u;
+    loop {
+        if stride == 0u { break; }
+        if s.lane < stride { red_m[li] = chan(red_m[li], red_m[li + stride]); }
+        workgroupBarrier();
+        stride = stride / 2u;
+    }
+    return red_m[li - s.lane].yz;
+}
+
+// The affine channel of each of a thread's elements i = lane, lane + seg, ... of a row:
+// (row % groups)·cpg + i / hw, advanced without a division per element (integer division
+// is scalarised on CPU Vulkan and dominated these loops).
+struct Chan {
+    c: u32,   // channel of the current element
+    s: u32,   // its position in the channel's plane, < hw
+    dc: u32,  // seg / hw
+    ds: u32,  // seg % hw
+}
+
+fn chan_start(s: Seg) -> Chan {
+    return Chan((s.row % p.groups) * p.cpg + s.lane / p.hw, s.lane % p.hw, p.seg / p.hw, p.seg % p.hw);
+}
+
+fn chan_next(a: ptr<function, Chan>) {
+    (*a).c += (*a).dc;
+    (*a).s += (*a).ds;
+    if (*a).s >= p.hw {
+        (*a).s -= p.hw;
+        (*a).c += 1u;
+    }
 }
 
 // LayerNorm / GroupNorm forward: y = (x − mean)·rstd·w[c] + b[c]; saves mean and rstd
@@ -116,9 +157,10 @@ fn row_forward(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) 
         rstd_buf[s.row] = rstd;
     }
     let base = s.row * p.len;
+    var ch = chan_start(s);
     for (var i = s.lane; i < p.len; i += p.seg) {
-        let c = affine_channel(s.row, i);
-        out[base + i] = (x[base + i] - m.x) * rstd * weight[c] + bias[c];
+        out[base + i] = (x[base + i] - m.x) * rstd * weight[ch.c] + bias[ch.c];
+        chan_next(&ch);
     }
 }
 
@@ -135,18 +177,22 @@ fn row_backward(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id)
     if s.live {
         mean = mean_buf[s.row];
         rstd = rstd_buf[s.row];
+        var ch = chan_start(s);
         for (var i = s.lane; i < p.len; i += p.seg) {
-            let g = dy[base + i] * weight[affine_channel(s.row, i)];
+            let g = dy[base + i] * weight[ch.c];
             let xh = (x[base + i] - mean) * rstd;
             t += vec2<f32>(g, g * xh);
+            chan_next(&ch);
         }
     }
     let sums = segment_sum(li, t) / f32(p.len);
     if !s.live { return; }
+    var ch = chan_start(s);
     for (var i = s.lane; i < p.len; i += p.seg) {
-        let g = dy[base + i] * weight[affine_channel(s.row, i)];
+        let g = dy[base + i] * weight[ch.c];
         let xh = (x[base + i] - mean) * rstd;
         out[base + i] = rstd * (g - sums.x - xh * sums.y);
+        chan_next(&ch);
     }
 }
 
@@ -236,16 +282,12 @@ fn ln_param_sums(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id
 fn bn_combine(@builtin(global_invocation_id) gid: vec3<u32>) {
     let c = gid.x;
     if c >= p.channels { return; }
-    var a = vec4<f32>(0.0);
-    if (p.flags & ACCUMULATE) != 0u { a = acc[c]; }
-    let nb = f32(p.len);
+    var a = vec3<f32>(0.0);
+    if (p.flags & ACCUMULATE) != 0u { a = acc[c].xyz; }
     for (var n = 0u; n < p.rows; n++) {
-        let b = partial[n * p.channels + c];
-        let total = a.x + nb;
-        let delta = b.x - a.y;
-        a = vec4<f32>(total, a.y + delta * (nb / total), a.z + b.y + delta * delta * (a.x * nb / total), 0.0);
+        a = chan(a, vec3<f32>(f32(p.len), partial[n * p.channels + c]));
     }
-    acc[c] = a;
+    acc[c] = vec4<f32>(a, 0.0);
 }
 
 // BatchNorm statistics, stage 3 (training): batch mean and rstd (biased variance) for the
@@ -271,29 +313,39 @@ fn bn_eval_stats(@builtin(global_invocation_id) gid: vec3<u32>) {
     rstd_buf[c] = inverseSqrt(running_var[c] + p.eps);
 }
 
-fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 256u;
-}
-
-// BatchNorm forward, one thread per element of a chunk: y = (x − mean[c])·rstd[c]·w[c] + b[c].
+// BatchNorm forward, one segment per (sample, channel) plane of p.len values:
+// y = (x − mean[c])·rstd[c]·w[c] + b[c].
 @compute @workgroup_size(256)
-fn bn_normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
-    if i >= p.rows { return; }
-    let c = (i / p.hw) % p.channels;
-    out[i] = (x[i] - mean_buf[c]) * rstd_buf[c] * weight[c] + bias[c];
+fn bn_normalize(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s = segment_of(li, wid, nwg);
+    if !s.live { return; }
+    let c = s.row % p.channels;
+    let mean = mean_buf[c];
+    let scale = rstd_buf[c] * weight[c];
+    let b = bias[c];
+    let base = s.row * p.len;
+    // Centre first: x·scale + (b − mean·scale) would cancel when |mean| ≫ std.
+    for (var i = s.lane; i < p.len; i += p.seg) { out[base + i] = (x[base + i] - mean) * scale + b; }
 }
 
-// BatchNorm input gradient, one thread per element. Training (inv_count = 1/(N·H·W)) keeps
+// BatchNorm input gradient, one segment per plane. Training (inv_count = 1/(N·H·W)) keeps
 // the terms through the batch mean and variance:
 //   dx = w·rstd·(dy − Σdy/n − x̂·Σ(dy·x̂)/n);
 // eval (inv_count = 0) leaves dx = w·rstd·dy, the statistics being constants.
 @compute @workgroup_size(256)
-fn bn_backward_dx(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
-    if i >= p.rows { return; }
-    let c = (i / p.hw) % p.channels;
+fn bn_backward_dx(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s = segment_of(li, wid, nwg);
+    if !s.live { return; }
+    let c = s.row % p.channels;
     let rstd = rstd_buf[c];
-    let xh = (x[i] - mean_buf[c]) * rstd;
-    out[i] = weight[c] * rstd * (dy[i] - p.inv_count * (sum_b[c] + xh * sum_w[c]));
+    let mean = mean_buf[c];
+    let k = weight[c] * rstd;
+    let kb = p.inv_count * sum_b[c];
+    let kw = p.inv_count * sum_w[c] * rstd;
+    let base = s.row * p.len;
+    for (var i = s.lane; i < p.len; i += p.seg) {
+        out[base + i] = k * (dy[base + i] - kb - (x[base + i] - mean) * kw);
+    }
 }

@@ -59,9 +59,12 @@ pub struct NormGrads {
     pub dbias: Option<Tensor>,
 }
 
-/// Threads per row: the row length rounded up to a power of two, at most a workgroup.
+/// Threads per row: about 8 values per thread, at most a workgroup. Short segments keep the
+/// reduction tree (log2(seg) barrier steps over seg lanes) from dominating: with one
+/// workgroup per 512-value row, lavapipe spent most of its time in the tree. 32–128 lanes
+/// per LayerNorm row is also what GPU LayerNorm kernels use (a warp or two per row).
 fn seg_width(len: usize) -> u32 {
-    (len.next_power_of_two().min(WG as usize)) as u32
+    len.div_ceil(8).next_power_of_two().min(WG as usize) as u32
 }
 
 /// Dispatches a segmented-row entry over `rows` rows of `len` values.
@@ -333,8 +336,7 @@ pub fn batch_norm(
     for r in &chunks {
         let k = r.len();
         let (xc, yc) = (x.narrow0(r.start, k)?, y.narrow0(r.start, k)?);
-        let q = Params { rows: (k * c * hw) as u32, ..p };
-        g.dispatch(&KERNEL, "bn_normalize", &q, &[&xc, weight, bias, &mean, &rstd, &yc], grid(g, (k * c * hw) as u64, WG))?;
+        dispatch_rows(g, "bn_normalize", p, k * c, hw, &[&xc, weight, bias, &mean, &rstd, &yc])?;
     }
     Ok(NormOutput { y, mean, rstd })
 }
@@ -375,9 +377,8 @@ pub fn batch_norm_backward(
         for r in &chunks {
             let k = r.len();
             let (xc, dyc, dxc) = (x.narrow0(r.start, k)?, dy.narrow0(r.start, k)?, dx.narrow0(r.start, k)?);
-            let q = Params { rows: (k * c * hw) as u32, inv_count, ..p };
-            let groups = grid(g, (k * c * hw) as u64, WG);
-            g.dispatch(&KERNEL, "bn_backward_dx", &q, &[&xc, &dyc, weight, mean, rstd, &sum_w, &sum_b, &dxc], groups)?;
+            let q = Params { inv_count, ..p };
+            dispatch_rows(g, "bn_backward_dx", q, k * c, hw, &[&xc, &dyc, weight, mean, rstd, &sum_w, &sum_b, &dxc])?;
         }
         Some(dx)
     } else {
@@ -461,6 +462,7 @@ pub mod cpu {
     }
 
     /// GroupNorm on x [n, c, hw].
+    #[allow(clippy::too_many_arguments)]
     pub fn group_norm(x: &[f64], n: usize, c: usize, hw: usize, groups: usize, w: &[f64], b: &[f64], eps: f64) -> Vec<f64> {
         let cpg = c / groups;
         let len = cpg * hw;
