@@ -1,1 +1,193 @@
-//! (being written)
+//! Attention core. Tolerances:
+//! - forward: 2e-5 absolute + 1e-4 relative (but see the large-score test). Scores are f32 sums of hd ≤ 64 products of
+//!   values in [-1, 1] (or ±3 for the sharp case), exp in f32 has a few ulp of error and the
+//!   output sums T ≤ 77 weighted values: errors stay near 1e-6, the bound leaves room.
+//! - backward vs central differences of the f64 reference: 2e-4 of the largest gradient
+//!   (the differences are exact to ~1e-9; the GPU side accumulates T·hd f32 products twice).
+//! - batch splitting: bit-identical, since each sample runs the very same arithmetic.
+
+use ratlip::ops::attention::{self, cpu};
+use ratlip::{Gpu, GpuOptions, Tape, Tensor};
+
+use crate::common::*;
+
+struct Case {
+    b: usize,
+    t: usize,
+    heads: usize,
+    hd: usize,
+    causal: bool,
+}
+
+const fn case(b: usize, t: usize, heads: usize, hd: usize, causal: bool) -> Case {
+    Case { b, t, heads, hd, causal }
+}
+
+fn inputs(rng: &mut Rng, c: &Case, gain: f32) -> [Vec<f32>; 3] {
+    let n = c.b * c.t * c.heads * c.hd;
+    [0, 1, 2].map(|_| rng.vec(n).iter().map(|x| x * gain).collect())
+}
+
+fn check_forward(rng: &mut Rng, c: &Case, gain: f32, tol: (f64, f64)) {
+    let w = c.heads * c.hd;
+    let shape = [c.b, c.t, w];
+    let [qv, kv, vv] = inputs(rng, c, gain);
+    let (out, probs) =
+        attention::attention(&upload(&shape, &qv), &upload(&shape, &kv), &upload(&shape, &vv), c.heads, c.causal).unwrap();
+    assert_eq!(out.shape(), &shape);
+    assert_eq!(probs.shape(), &[c.b, c.heads, c.t, c.t]);
+    let (want_out, want_probs) = cpu::attention(&to_f64(&qv), &to_f64(&kv), &to_f64(&vv), c.b, c.t, w, c.heads, c.causal);
+    let what = format!("B{} T{} heads{} hd{} causal {}", c.b, c.t, c.heads, c.hd, c.causal);
+    assert_close(&format!("{what} probs"), &probs.to_vec().unwrap(), &want_probs, tol.0, tol.1);
+    assert_close(&format!("{what} out"), &out.to_vec().unwrap(), &want_out, tol.0, tol.1);
+}
+
+#[test]
+fn attention_forward_matches_cpu() {
+    let mut rng = Rng::new(41);
+    let cases = [
+        case(1, 1, 1, 3, false),
+        case(1, 1, 2, 7, true),
+        case(2, 5, 2, 7, true),
+        case(3, 5, 1, 3, false),
+        case(2, 17, 1, 20, true),
+        case(1, 50, 8, 3, false),
+        case(2, 50, 2, 7, true),
+        case(1, 77, 8, 7, true),
+        case(3, 77, 2, 16, false),
+        case(1, 51, 1, 64, false),
+    ];
+    for c in &cases {
+        check_forward(&mut rng, c, 1.0, (1e-4, 2e-5));
+    }
+}
+
+/// Scores in the thousands: without max subtraction exp would overflow to inf (and the
+/// comparison fails on any non-finite value). Logits that large carry f32 rounding of
+/// ~|s|·2⁻²⁴ ≈ 2e-4, which the softmax passes on: 1e-3 relative + 5e-4 absolute here.
+#[test]
+fn attention_softmax_is_stable_for_large_scores() {
+    let mut rng = Rng::new(42);
+    check_forward(&mut rng, &case(2, 13, 2, 16, false), 30.0, (1e-3, 5e-4));
+    check_forward(&mut rng, &case(1, 20, 1, 7, true), 30.0, (1e-3, 5e-4));
+}
+
+/// Causal rows put exactly zero weight on later keys, and every row sums to one.
+#[test]
+fn causal_probs_are_lower_triangular_and_normalised() {
+    let mut rng = Rng::new(43);
+    let (t, w) = (19, 6);
+    let (q, _) = random(&mut rng, &[2, t, w]);
+    let (k, _) = random(&mut rng, &[2, t, w]);
+    let (v, _) = random(&mut rng, &[2, t, w]);
+    let (_, probs) = attention::attention(&q, &k, &v, 3, true).unwrap();
+    let p = probs.to_vec().unwrap();
+    for row in 0..2 * 3 * t {
+        let i = row % t;
+        let r = &p[row * t..(row + 1) * t];
+        assert!(r[i + 1..].iter().all(|&x| x == 0.0), "row {row} (query {i}) sees the future: {r:?}");
+        let s: f32 = r.iter().sum();
+        assert!((s - 1.0).abs() < 1e-5, "row {row} sums to {s}");
+    }
+}
+
+fn check_backward(rng: &mut Rng, c: &Case) {
+    let w = c.heads * c.hd;
+    let shape = [c.b, c.t, w];
+    let [qv, kv, vv] = inputs(rng, c, 1.5);
+    let wt = rng.vec(c.b * c.t * w);
+    let tape = Tape::new(gpu());
+    let vars = [&qv, &kv, &vv].map(|x| tape.var(upload(&shape, x)));
+    let y = tape.attention(&vars[0], &vars[1], &vars[2], c.heads, c.causal).unwrap();
+    let grads = tape.backward_with(&y, Some(upload(&shape, &wt)), &[]).unwrap();
+    let what = format!("B{} T{} heads{} hd{} causal {}", c.b, c.t, c.heads, c.hd, c.causal);
+    for (which, name) in ["dq", "dk", "dv"].iter().enumerate() {
+        let g = grads.get(&vars[which]).unwrap().to_vec().unwrap();
+        let loss = |x: &[f64]| {
+            let mut a = [to_f64(&qv), to_f64(&kv), to_f64(&vv)];
+            a[which] = x.to_vec();
+            dot(&cpu::attention(&a[0], &a[1], &a[2], c.b, c.t, w, c.heads, c.causal).0, &wt)
+        };
+        let x = [&qv, &kv, &vv][which];
+        check_grad(&format!("{what} {name}"), &loss, x, &g, 48, 2e-4);
+    }
+}
+
+#[test]
+fn attention_backward_matches_finite_differences() {
+    let mut rng = Rng::new(44);
+    let cases = [
+        case(1, 1, 1, 3, true),
+        case(1, 1, 2, 3, false),
+        case(2, 5, 2, 7, true),
+        case(2, 5, 1, 3, false),
+        case(1, 17, 1, 20, true),
+        case(1, 18, 2, 17, false),
+        case(1, 50, 8, 3, true),
+        case(1, 77, 2, 7, true),
+        case(1, 77, 1, 5, false),
+    ];
+    for c in &cases {
+        check_backward(&mut rng, c);
+    }
+}
+
+/// Only the inputs that need a gradient get one: a constant q still passes gradient to k, v.
+#[test]
+fn attention_tape_skips_constants() {
+    let mut rng = Rng::new(45);
+    let shape = [1, 4, 4];
+    let tape = Tape::new(gpu());
+    let q = tape.constant(random(&mut rng, &shape).0);
+    let k = tape.var(random(&mut rng, &shape).0);
+    let v = tape.var(random(&mut rng, &shape).0);
+    let y = tape.attention(&q, &k, &v, 2, false).unwrap();
+    let grads = tape.backward(&y).unwrap();
+    assert!(grads.get(&q).is_none());
+    assert!(grads.get(&k).is_some() && grads.get(&v).is_some());
+}
+
+/// A batch larger than one binding runs in chunks and gives exactly the unsplit result.
+#[test]
+fn attention_splits_a_batch_too_large_for_one_binding() {
+    let (b, t, heads, hd) = (37, 8, 2, 4);
+    let shape = [b, t, heads * hd];
+    let mut rng = Rng::new(46);
+    let data: Vec<Vec<f32>> = (0..4).map(|_| rng.vec(b * t * heads * hd)).collect();
+    let run = |g: &Gpu| -> Vec<Vec<f32>> {
+        let up = |d: &Vec<f32>| Tensor::from_slice(g, &shape, d).unwrap();
+        let (q, k, v, dout) = (up(&data[0]), up(&data[1]), up(&data[2]), up(&data[3]));
+        let (out, probs) = attention::attention(&q, &k, &v, heads, true).unwrap();
+        let (dq, dk, dv) = attention::attention_backward(&q, &k, &v, &probs, &dout, heads, true).unwrap();
+        [out, probs, dq, dk, dv].iter().map(|x| x.to_vec().unwrap()).collect()
+    };
+    let whole = run(gpu());
+    let g = Gpu::new(&GpuOptions::default()).unwrap();
+    // One sample: 256 bytes of q/k/v, 512 bytes of probs; 4096 bytes hold 8 samples.
+    g.set_binding_limit_for_tests(4096);
+    let split = run(&g);
+    let before = g.stats().dispatches;
+    run(&g);
+    assert_eq!(g.stats().dispatches - before, 3 * 5, "5 chunks × (1 forward + 2 backward) dispatches");
+    for (name, (a, b)) in ["out", "probs", "dq", "dk", "dv"].iter().zip(whole.iter().zip(&split)) {
+        assert_eq!(a, b, "{name} differs when split");
+    }
+    // A single sample that cannot fit is an error, not a crash.
+    g.set_binding_limit_for_tests(64);
+    let q = Tensor::from_slice(&g, &shape, &data[0]).unwrap();
+    let e = attention::attention(&q, &q, &q, heads, false).unwrap_err().to_string();
+    assert!(e.contains("max_storage_buffer_binding_size"), "{e}");
+}
+
+#[test]
+fn attention_shape_errors_name_the_op() {
+    let q = upload(&[1, 3, 6], &[0.0; 18]);
+    let k = upload(&[1, 4, 6], &[0.0; 24]);
+    let e = attention::attention(&q, &k, &q, 2, false).unwrap_err().to_string();
+    assert!(e.contains("attention") && e.contains("[1, 4, 6]") && e.contains("[1, 3, 6]"), "{e}");
+    let e = attention::attention(&q, &q, &q, 4, false).unwrap_err().to_string();
+    assert!(e.contains("attention") && e.contains("4 heads"), "{e}");
+    let (_, probs) = attention::attention(&q, &q, &q, 2, false).unwrap();
+    let e = attention::attention_backward(&q, &q, &q, &probs, &q, 3, false).unwrap_err().to_string();
+    assert!(e.contains("attention_backward"), "{e}");
+}
