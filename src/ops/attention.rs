@@ -16,10 +16,56 @@ use crate::kernel;
 use crate::ops::batch_chunks;
 use crate::tensor::Tensor;
 
-static KERNEL: Kernel = kernel!("attention");
+static TILED: Kernel = kernel!("attention");
+static ROWS: Kernel = kernel!("attention_rows");
 
-/// Rows per workgroup in the shader.
-const TILE: usize = 16;
+/// Which implementation of the same three entry points runs. Both give the same results
+/// (to f32 rounding); they differ in how they use the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    /// shaders/attention.wgsl: a 16×16 workgroup per (sample, head, 16 rows), operands
+    /// staged in workgroup memory. For real GPUs.
+    Tiled,
+    /// shaders/attention_rows.wgsl: one thread per (sample, head, 8 rows), operands in
+    /// private arrays, no barriers. For CPU adapters (lavapipe), where every storage or
+    /// workgroup load costs about ten FMAs: the tiled kernel ran 10–30× slower there.
+    Rows,
+}
+
+impl Strategy {
+    /// Rows on CPU adapters, Tiled elsewhere.
+    pub fn for_device(gpu: &Gpu) -> Strategy {
+        if gpu.adapter_info().device_type == wgpu::DeviceType::Cpu {
+            Strategy::Rows
+        } else {
+            Strategy::Tiled
+        }
+    }
+
+    fn kernel(self) -> &'static Kernel {
+        match self {
+            Strategy::Tiled => &TILED,
+            Strategy::Rows => &ROWS,
+        }
+    }
+
+    /// Rows handled by one workgroup (Tiled) or one thread (Rows).
+    fn rows(self) -> usize {
+        match self {
+            Strategy::Tiled => 16,
+            Strategy::Rows => 8,
+        }
+    }
+
+    /// Workgroups for `p`: one per row block (Tiled) or one per 64 row blocks (Rows).
+    fn groups(self, gpu: &Gpu, p: &Params) -> [u32; 3] {
+        let blocks = p.batch as u64 * p.heads as u64 * p.tiles as u64;
+        match self {
+            Strategy::Tiled => grid(gpu, blocks, 1),
+            Strategy::Rows => grid(gpu, blocks, 64),
+        }
+    }
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -44,7 +90,7 @@ fn dims(op: &'static str, q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> R
     Ok((b, t, w))
 }
 
-fn params(batch: usize, t: usize, w: usize, heads: usize, causal: bool) -> Params {
+fn params(s: Strategy, batch: usize, t: usize, w: usize, heads: usize, causal: bool) -> Params {
     let hd = w / heads;
     Params {
         batch: batch as u32,
@@ -53,14 +99,9 @@ fn params(batch: usize, t: usize, w: usize, heads: usize, causal: bool) -> Param
         heads: heads as u32,
         hd: hd as u32,
         causal: causal as u32,
-        tiles: t.div_ceil(TILE) as u32,
+        tiles: t.div_ceil(s.rows()) as u32,
         scale: 1.0 / (hd as f32).sqrt(),
     }
-}
-
-/// One workgroup per (sample, head, block of 16 rows), folded into x and y.
-fn groups(gpu: &Gpu, p: &Params) -> [u32; 3] {
-    grid(gpu, p.batch as u64 * p.heads as u64 * p.tiles as u64, 1)
 }
 
 /// Samples are independent, so a batch whose q/k/v or probs outgrow one storage binding
@@ -78,20 +119,40 @@ fn view(x: &Tensor, r: &std::ops::Range<usize>) -> Result<Tensor> {
 /// softmax(q kᵀ / sqrt(hd), causal mask) v per head. Returns (out [B, T, W], probs
 /// [B, heads, T, T]); `causal` lets query i see keys 0..=i (CLIP's text encoder).
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, causal: bool) -> Result<(Tensor, Tensor)> {
+    attention_with(Strategy::for_device(q.gpu()), q, k, v, heads, causal)
+}
+
+/// `attention` with a chosen implementation (tests run both on one device).
+pub fn attention_with(s: Strategy, q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, causal: bool) -> Result<(Tensor, Tensor)> {
     let (b, t, w) = dims("attention", q, k, v, heads)?;
     let g = q.gpu();
     let out = Tensor::empty(g, &[b, t, w])?;
     let probs = Tensor::empty(g, &[b, heads, t, t])?;
     for r in chunks(g, "attention", b, t, w, heads)? {
-        let p = params(r.len(), t, w, heads, causal);
+        let p = params(s, r.len(), t, w, heads, causal);
         let ts = [view(q, &r)?, view(k, &r)?, view(v, &r)?, view(&probs, &r)?, view(&out, &r)?];
-        g.dispatch(&KERNEL, "attention_forward", &p, &ts.iter().collect::<Vec<_>>(), groups(g, &p))?;
+        g.dispatch(s.kernel(), "attention_forward", &p, &ts.iter().collect::<Vec<_>>(), s.groups(g, &p))?;
     }
     Ok((out, probs))
 }
 
 /// Gradients (dq, dk, dv) of `attention` given its saved `probs` and the output gradient.
 pub fn attention_backward(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    probs: &Tensor,
+    d_out: &Tensor,
+    heads: usize,
+    causal: bool,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    attention_backward_with(Strategy::for_device(q.gpu()), q, k, v, probs, d_out, heads, causal)
+}
+
+/// `attention_backward` with a chosen implementation.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward_with(
+    s: Strategy,
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
@@ -114,18 +175,13 @@ pub fn attention_backward(
     let dk = Tensor::empty(g, &[b, t, w])?;
     let dv = Tensor::empty(g, &[b, t, w])?;
     for r in chunks(g, "attention_backward", b, t, w, heads)? {
-        let p = params(r.len(), t, w, heads, causal);
+        let p = params(s, r.len(), t, w, heads, causal);
         // The score gradient lives only between the two passes of this chunk.
         let ds = Tensor::empty(g, &[r.len(), heads, t, t])?;
         let (qv, kv, vv, pv, dov) = (view(q, &r)?, view(k, &r)?, view(v, &r)?, view(probs, &r)?, view(d_out, &r)?);
-        g.dispatch(&KERNEL, "attention_backward_dq", &p, &[&kv, &vv, &pv, &dov, &ds, &view(&dq, &r)?], groups(g, &p))?;
-        g.dispatch(
-            &KERNEL,
-            "attention_backward_dkv",
-            &p,
-            &[&qv, &pv, &dov, &ds, &view(&dk, &r)?, &view(&dv, &r)?],
-            groups(g, &p),
-        )?;
+        let (kernel, groups) = (s.kernel(), s.groups(g, &p));
+        g.dispatch(kernel, "attention_backward_dq", &p, &[&kv, &vv, &pv, &dov, &ds, &view(&dq, &r)?], groups)?;
+        g.dispatch(kernel, "attention_backward_dkv", &p, &[&qv, &pv, &dov, &ds, &view(&dk, &r)?, &view(&dv, &r)?], groups)?;
     }
     Ok((dq, dk, dv))
 }

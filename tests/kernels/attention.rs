@@ -6,10 +6,12 @@
 //!   (the differences are exact to ~1e-9; the GPU side accumulates T·hd f32 products twice).
 //! - batch splitting: bit-identical, since each sample runs the very same arithmetic.
 
-use ratlip::ops::attention::{self, cpu};
+use ratlip::ops::attention::{self, cpu, Strategy};
 use ratlip::{Gpu, GpuOptions, Tape, Tensor};
 
 use crate::common::*;
+
+const BOTH: [Strategy; 2] = [Strategy::Rows, Strategy::Tiled];
 
 struct Case {
     b: usize,
@@ -32,14 +34,16 @@ fn check_forward(rng: &mut Rng, c: &Case, gain: f32, tol: (f64, f64)) {
     let w = c.heads * c.hd;
     let shape = [c.b, c.t, w];
     let [qv, kv, vv] = inputs(rng, c, gain);
-    let (out, probs) =
-        attention::attention(&upload(&shape, &qv), &upload(&shape, &kv), &upload(&shape, &vv), c.heads, c.causal).unwrap();
-    assert_eq!(out.shape(), &shape);
-    assert_eq!(probs.shape(), &[c.b, c.heads, c.t, c.t]);
     let (want_out, want_probs) = cpu::attention(&to_f64(&qv), &to_f64(&kv), &to_f64(&vv), c.b, c.t, w, c.heads, c.causal);
-    let what = format!("B{} T{} heads{} hd{} causal {}", c.b, c.t, c.heads, c.hd, c.causal);
-    assert_close(&format!("{what} probs"), &probs.to_vec().unwrap(), &want_probs, tol.0, tol.1);
-    assert_close(&format!("{what} out"), &out.to_vec().unwrap(), &want_out, tol.0, tol.1);
+    let (q, k, v) = (upload(&shape, &qv), upload(&shape, &kv), upload(&shape, &vv));
+    for s in BOTH {
+        let (out, probs) = attention::attention_with(s, &q, &k, &v, c.heads, c.causal).unwrap();
+        assert_eq!(out.shape(), &shape);
+        assert_eq!(probs.shape(), &[c.b, c.heads, c.t, c.t]);
+        let what = format!("{s:?} B{} T{} heads{} hd{} causal {}", c.b, c.t, c.heads, c.hd, c.causal);
+        assert_close(&format!("{what} probs"), &probs.to_vec().unwrap(), &want_probs, tol.0, tol.1);
+        assert_close(&format!("{what} out"), &out.to_vec().unwrap(), &want_out, tol.0, tol.1);
+    }
 }
 
 #[test]
@@ -56,6 +60,9 @@ fn attention_forward_matches_cpu() {
         case(1, 77, 8, 7, true),
         case(3, 77, 2, 16, false),
         case(1, 51, 1, 64, false),
+        // Head dims past one 64-wide chunk of the Rows kernel.
+        case(1, 9, 1, 70, true),
+        case(2, 5, 2, 130, false),
     ];
     for c in &cases {
         check_forward(&mut rng, c, 1.0, (1e-4, 2e-5));
@@ -80,14 +87,16 @@ fn causal_probs_are_lower_triangular_and_normalised() {
     let (q, _) = random(&mut rng, &[2, t, w]);
     let (k, _) = random(&mut rng, &[2, t, w]);
     let (v, _) = random(&mut rng, &[2, t, w]);
-    let (_, probs) = attention::attention(&q, &k, &v, 3, true).unwrap();
+    for s in BOTH {
+    let (_, probs) = attention::attention_with(s, &q, &k, &v, 3, true).unwrap();
     let p = probs.to_vec().unwrap();
     for row in 0..2 * 3 * t {
         let i = row % t;
         let r = &p[row * t..(row + 1) * t];
-        assert!(r[i + 1..].iter().all(|&x| x == 0.0), "row {row} (query {i}) sees the future: {r:?}");
-        let s: f32 = r.iter().sum();
-        assert!((s - 1.0).abs() < 1e-5, "row {row} sums to {s}");
+        assert!(r[i + 1..].iter().all(|&x| x == 0.0), "{s:?}: row {row} (query {i}) sees the future: {r:?}");
+        let sum: f32 = r.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-5, "{s:?}: row {row} sums to {sum}");
+    }
     }
 }
 
@@ -96,20 +105,20 @@ fn check_backward(rng: &mut Rng, c: &Case) {
     let shape = [c.b, c.t, w];
     let [qv, kv, vv] = inputs(rng, c, 1.5);
     let wt = rng.vec(c.b * c.t * w);
-    let tape = Tape::new(gpu());
-    let vars = [&qv, &kv, &vv].map(|x| tape.var(upload(&shape, x)));
-    let y = tape.attention(&vars[0], &vars[1], &vars[2], c.heads, c.causal).unwrap();
-    let grads = tape.backward_with(&y, Some(upload(&shape, &wt)), &[]).unwrap();
-    let what = format!("B{} T{} heads{} hd{} causal {}", c.b, c.t, c.heads, c.hd, c.causal);
-    for (which, name) in ["dq", "dk", "dv"].iter().enumerate() {
-        let g = grads.get(&vars[which]).unwrap().to_vec().unwrap();
-        let loss = |x: &[f64]| {
-            let mut a = [to_f64(&qv), to_f64(&kv), to_f64(&vv)];
-            a[which] = x.to_vec();
-            dot(&cpu::attention(&a[0], &a[1], &a[2], c.b, c.t, w, c.heads, c.causal).0, &wt)
-        };
-        let x = [&qv, &kv, &vv][which];
-        check_grad(&format!("{what} {name}"), &loss, x, &g, 48, 2e-4);
+    let (q, k, v, dout) = (upload(&shape, &qv), upload(&shape, &kv), upload(&shape, &vv), upload(&shape, &wt));
+    for s in BOTH {
+        let (_, probs) = attention::attention_with(s, &q, &k, &v, c.heads, c.causal).unwrap();
+        let (dq, dk, dv) = attention::attention_backward_with(s, &q, &k, &v, &probs, &dout, c.heads, c.causal).unwrap();
+        let what = format!("{s:?} B{} T{} heads{} hd{} causal {}", c.b, c.t, c.heads, c.hd, c.causal);
+        for (which, (name, g)) in [("dq", dq), ("dk", dk), ("dv", dv)].into_iter().enumerate() {
+            let loss = |x: &[f64]| {
+                let mut a = [to_f64(&qv), to_f64(&kv), to_f64(&vv)];
+                a[which] = x.to_vec();
+                dot(&cpu::attention(&a[0], &a[1], &a[2], c.b, c.t, w, c.heads, c.causal).0, &wt)
+            };
+            let x = [&qv, &kv, &vv][which];
+            check_grad(&format!("{what} {name}"), &loss, x, &g.to_vec().unwrap(), 48, 2e-4);
+        }
     }
 }
 
@@ -126,25 +135,39 @@ fn attention_backward_matches_finite_differences() {
         case(1, 50, 8, 3, true),
         case(1, 77, 2, 7, true),
         case(1, 77, 1, 5, false),
+        case(1, 6, 1, 67, true),
     ];
     for c in &cases {
         check_backward(&mut rng, c);
     }
 }
 
-/// Only the inputs that need a gradient get one: a constant q still passes gradient to k, v.
+/// The tape op gives the direct backward's gradients, and only to the inputs that need one:
+/// a constant q still passes gradient to k and v.
 #[test]
-fn attention_tape_skips_constants() {
+fn attention_tape_matches_direct_backward_and_skips_constants() {
     let mut rng = Rng::new(45);
-    let shape = [1, 4, 4];
+    let shape = [2, 9, 6];
+    let ((q, _), (k, _), (v, _), (dout, _)) =
+        (random(&mut rng, &shape), random(&mut rng, &shape), random(&mut rng, &shape), random(&mut rng, &shape));
+    let (_, probs) = attention::attention(&q, &k, &v, 3, true).unwrap();
+    let (dq, dk, dv) = attention::attention_backward(&q, &k, &v, &probs, &dout, 3, true).unwrap();
+
     let tape = Tape::new(gpu());
-    let q = tape.constant(random(&mut rng, &shape).0);
-    let k = tape.var(random(&mut rng, &shape).0);
-    let v = tape.var(random(&mut rng, &shape).0);
-    let y = tape.attention(&q, &k, &v, 2, false).unwrap();
+    let vars = [&q, &k, &v].map(|x| tape.var(x.clone()));
+    let y = tape.attention(&vars[0], &vars[1], &vars[2], 3, true).unwrap();
+    let grads = tape.backward_with(&y, Some(dout.clone()), &[]).unwrap();
+    for (var, want) in vars.iter().zip([&dq, &dk, &dv]) {
+        assert_eq!(grads.get(var).unwrap().to_vec().unwrap(), want.to_vec().unwrap());
+    }
+
+    let tape = Tape::new(gpu());
+    let qc = tape.constant(q.clone());
+    let (kv, vv) = (tape.var(k.clone()), tape.var(v.clone()));
+    let y = tape.attention(&qc, &kv, &vv, 3, true).unwrap();
     let grads = tape.backward(&y).unwrap();
-    assert!(grads.get(&q).is_none());
-    assert!(grads.get(&k).is_some() && grads.get(&v).is_some());
+    assert!(grads.get(&qc).is_none());
+    assert!(grads.get(&kv).is_some() && grads.get(&vv).is_some());
 }
 
 /// A batch larger than one binding runs in chunks and gives exactly the unsplit result.
@@ -154,24 +177,26 @@ fn attention_splits_a_batch_too_large_for_one_binding() {
     let shape = [b, t, heads * hd];
     let mut rng = Rng::new(46);
     let data: Vec<Vec<f32>> = (0..4).map(|_| rng.vec(b * t * heads * hd)).collect();
-    let run = |g: &Gpu| -> Vec<Vec<f32>> {
-        let up = |d: &Vec<f32>| Tensor::from_slice(g, &shape, d).unwrap();
-        let (q, k, v, dout) = (up(&data[0]), up(&data[1]), up(&data[2]), up(&data[3]));
-        let (out, probs) = attention::attention(&q, &k, &v, heads, true).unwrap();
-        let (dq, dk, dv) = attention::attention_backward(&q, &k, &v, &probs, &dout, heads, true).unwrap();
-        [out, probs, dq, dk, dv].iter().map(|x| x.to_vec().unwrap()).collect()
-    };
-    let whole = run(gpu());
-    let g = Gpu::new(&GpuOptions::default()).unwrap();
-    // One sample: 256 bytes of q/k/v, 512 bytes of probs; 4096 bytes hold 8 samples.
-    g.set_binding_limit_for_tests(4096);
-    let split = run(&g);
-    let before = g.stats().dispatches;
-    run(&g);
-    assert_eq!(g.stats().dispatches - before, 3 * 5, "5 chunks × (1 forward + 2 backward) dispatches");
-    for (name, (a, b)) in ["out", "probs", "dq", "dk", "dv"].iter().zip(whole.iter().zip(&split)) {
-        assert_eq!(a, b, "{name} differs when split");
+    for s in BOTH {
+        let run = |g: &Gpu| -> Vec<Vec<f32>> {
+            let up = |d: &Vec<f32>| Tensor::from_slice(g, &shape, d).unwrap();
+            let (q, k, v, dout) = (up(&data[0]), up(&data[1]), up(&data[2]), up(&data[3]));
+            let (out, probs) = attention::attention_with(s, &q, &k, &v, heads, true).unwrap();
+            let (dq, dk, dv) = attention::attention_backward_with(s, &q, &k, &v, &probs, &dout, heads, true).unwrap();
+            [out, probs, dq, dk, dv].iter().map(|x| x.to_vec().unwrap()).collect()
+        };
+        let whole = run(gpu());
+        let g = Gpu::new(&GpuOptions::default()).unwrap();
+        // One sample: 256 bytes of q/k/v, 512 bytes of probs; 4096 bytes hold 8 samples.
+        g.set_binding_limit_for_tests(4096);
+        let before = g.stats().dispatches;
+        let split = run(&g);
+        assert_eq!(g.stats().dispatches - before, 3 * 5, "5 chunks × (1 forward + 2 backward) dispatches");
+        for (name, (a, b)) in ["out", "probs", "dq", "dk", "dv"].iter().zip(whole.iter().zip(&split)) {
+            assert_eq!(a, b, "{s:?}: {name} differs when split");
+        }
     }
+    let g = Gpu::new(&GpuOptions::default()).unwrap();
     // A single sample that cannot fit is an error, not a crash.
     g.set_binding_limit_for_tests(64);
     let q = Tensor::from_slice(&g, &shape, &data[0]).unwrap();
@@ -190,4 +215,51 @@ fn attention_shape_errors_name_the_op() {
     let (_, probs) = attention::attention(&q, &q, &q, 2, false).unwrap();
     let e = attention::attention_backward(&q, &q, &q, &probs, &q, 3, false).unwrap_err().to_string();
     assert!(e.contains("attention_backward"), "{e}");
+}
+
+/// CPU seconds used by this process so far (user + system), from /proc: on a shared
+/// machine wall time depends on the neighbours, lavapipe's CPU time much less.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields.get(11..13).map(|f| f.iter().filter_map(|x| x.parse::<f64>().ok()).sum()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// Timing at CLIP's shapes: `cargo test --test kernels attention_timing -- --ignored --nocapture`
+/// (batch 64, or RATLIP_TIMING_BATCH), with the device's own strategy. Prints wall and CPU
+/// milliseconds per call.
+#[test]
+#[ignore]
+fn attention_timing_at_clip_shapes() {
+    let g = gpu();
+    let b: usize = std::env::var("RATLIP_TIMING_BATCH").ok().and_then(|s| s.parse().ok()).unwrap_or(64);
+    let reps = 5;
+    for s in [Strategy::for_device(g)] {
+        for &(name, t, heads, w, causal) in &[("text", 77, 8, 512, true), ("image", 50, 12, 768, false)] {
+            let mut rng = Rng::new(47);
+            let shape = [b, t, w];
+            let [q, k, v, dout] = [0; 4].map(|_| random(&mut rng, &shape).0);
+            let mut probs = None;
+            let c0 = cpu_seconds();
+            let fwd = ratlip::bench::time(g, reps, || {
+                probs = Some(attention::attention_with(s, &q, &k, &v, heads, causal)?.1);
+                Ok(())
+            })
+            .unwrap();
+            let c1 = cpu_seconds();
+            let p = probs.unwrap();
+            let bwd = ratlip::bench::time(g, reps, || {
+                attention::attention_backward_with(s, &q, &k, &v, &p, &dout, heads, causal).map(|_| ())
+            })
+            .unwrap();
+            let c2 = cpu_seconds();
+            let per = |c: f64| c * 1e3 / (reps + 1) as f64;
+            println!(
+                "{s:?} {name}: B{b} T{t} heads {heads} W{w} causal {causal}: forward {fwd:.1} ms (cpu {:.1} ms), backward {bwd:.1} ms (cpu {:.1} ms)",
+                per(c1 - c0),
+                per(c2 - c1)
+            );
+        }
+    }
 }
