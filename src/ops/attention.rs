@@ -1,4 +1,5 @@
-//! Multi-head scaled dot-product attention core (shaders/attention.wgsl), MODEL.md §2.
+//! Multi-head scaled dot-product attention core (shaders/attention.wgsl for GPUs,
+//! shaders/attention_rows.wgsl for CPU adapters; see `Strategy`), MODEL.md §2.
 //!
 //! Only the softmax(q kᵀ / sqrt(hd)) v part: CLIP's fused in_proj and out_proj are matmuls
 //! done by the caller, who reshapes nothing: q, k, v stay [B, T, W] and head h reads
@@ -128,6 +129,9 @@ pub fn attention_with(s: Strategy, q: &Tensor, k: &Tensor, v: &Tensor, heads: us
     let g = q.gpu();
     let out = Tensor::empty(g, &[b, t, w])?;
     let probs = Tensor::empty(g, &[b, heads, t, t])?;
+    if out.numel() == 0 {
+        return Ok((out, probs));
+    }
     for r in chunks(g, "attention", b, t, w, heads)? {
         let p = params(s, r.len(), t, w, heads, causal);
         let ts = [view(q, &r)?, view(k, &r)?, view(v, &r)?, view(&probs, &r)?, view(&out, &r)?];
@@ -174,6 +178,9 @@ pub fn attention_backward_with(
     let dq = Tensor::empty(g, &[b, t, w])?;
     let dk = Tensor::empty(g, &[b, t, w])?;
     let dv = Tensor::empty(g, &[b, t, w])?;
+    if dq.numel() == 0 {
+        return Ok((dq, dk, dv));
+    }
     for r in chunks(g, "attention_backward", b, t, w, heads)? {
         let p = params(s, r.len(), t, w, heads, causal);
         // The score gradient lives only between the two passes of this chunk.

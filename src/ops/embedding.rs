@@ -67,6 +67,18 @@ pub fn embedding(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
 /// Gradient of the table: d_out's rows scatter-added into a zero [vocab, D] tensor, with
 /// repeated ids accumulating (in token order, so the result is deterministic).
 pub fn embedding_backward(ids: &Tensor, d_out: &Tensor, vocab: usize) -> Result<Tensor> {
+    let d = d_out.shape().last().copied().unwrap_or(1).max(1);
+    // Every backward thread reads every id, and only the buckets split the adds. A GPU
+    // wants enough threads to fill it; on a CPU adapter (lavapipe) each id read costs as much
+    // as an add, so more threads would only multiply the work (16 buckets: 15× slower there).
+    let buckets = if d_out.gpu().adapter_info().device_type == wgpu::DeviceType::Cpu { 1 } else { 8192 / d };
+    embedding_backward_with_buckets(ids, d_out, vocab, buckets)
+}
+
+/// `embedding_backward` with `buckets` threads per column (thread b owns the rows
+/// id ≡ b mod buckets); any count gives the same bits. For tests.
+#[doc(hidden)]
+pub fn embedding_backward_with_buckets(ids: &Tensor, d_out: &Tensor, vocab: usize, buckets: usize) -> Result<Tensor> {
     ensure_shape!(
         d_out.dims() == ids.dims() + 1 && d_out.shape()[..ids.dims()] == *ids.shape(),
         "embedding_backward",
@@ -78,9 +90,7 @@ pub fn embedding_backward(ids: &Tensor, d_out: &Tensor, vocab: usize) -> Result<
     let n = ids.numel();
     let g = d_out.gpu();
     let dtable = Tensor::zeros(g, &[vocab, d])?;
-    // Enough threads per column to fill a GPU, few enough that each one's walk over all
-    // tokens stays cheap (every thread reads every id).
-    let buckets = (8192 / d.max(1)).clamp(1, vocab.max(1));
+    let buckets = buckets.clamp(1, vocab.max(1));
     let (flat_ids, flat_dout) = (ids.reshape(&[n])?, d_out.reshape(&[n, d])?);
     // Chunks run one after another, each adding into dtable, so the order stays fixed.
     for r in token_chunks(g, "embedding_backward", n, d)? {
