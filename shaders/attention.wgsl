@@ -1,4 +1,5 @@
-// Multi-head scaled dot-product attention core, forward and backward.
+// Multi-head scaled dot-product attention core, forward and backward, for GPUs
+// (Strategy::Tiled). CPU adapters run attention_rows.wgsl: same entries, same results.
 //
 // q, k, v, out: [B, T, W] row-major, head h owns columns h·hd .. (h+1)·hd.
 // probs (the softmax, saved for backward) and ds (its score gradient): [B, heads, T, T].
