@@ -10,6 +10,8 @@ use crate::gpu::Gpu;
 pub mod attention;
 pub mod conv2d;
 pub mod elementwise;
+pub mod embedding;
+pub mod lstm;
 pub mod matmul;
 pub mod norm;
 pub mod reduce;
