@@ -2,4 +2,5 @@
 //! tokenizer (the encoder's weights only mean something for its token ids), and the towers.
 
 pub mod config;
+pub mod preprocess;
 pub mod tokenizer;
