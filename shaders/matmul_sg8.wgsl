@@ -9,14 +9,16 @@
 // element and two barriers per k-tile. Here the workgroup is one subgroup and its registers
 // are the tile: per k step each lane loads 8 values of A and 16 of B (each element of the
 // 64×128 tile's k-slice is loaded exactly once), the A values are broadcast across the
-// subgroup, and every lane does 64×16 FMAs. On lavapipe this runs 1024³ about 15× faster
-// than matmul.wgsl (see src/ops/matmul.rs for the figures).
+// subgroup, and every lane does 64×16 FMAs. The accumulators (32 KiB per subgroup) cannot
+// stay in registers, so k steps go in pairs: each accumulator is loaded and stored once per
+// two FMAs. On lavapipe this runs 1024³ about 17× faster than matmul.wgsl (figures in
+// src/ops/matmul.rs).
 //
 // Same Params and bindings as matmul.wgsl; one entry point, with the transposes in `flags`
 // (they only change strides here). Tile: 64 rows × 128 columns per workgroup; lane l owns
-// columns 16l..16l+15 of all 64 rows.
-// Rows and columns past the edge are clamped when loading (their results are never stored);
-// the k loop runs exactly K steps, so no padding is ever summed.
+// columns 16l..16l+15 of all 64 rows. Rows and columns past the edge are clamped when
+// loading (their results are never stored); past the end of K the second k of a pair loads
+// zeros, so nothing outside op(A)·op(B) is ever summed.
 
 struct Params {
     m: u32,
@@ -50,26 +52,29 @@ struct Params {
 // constants (after inlining), so that it stays in (spilled) registers: a dynamic index would
 // turn it into memory, and every access into a per-lane loop.
 var<private> acc: array<array<array<vec4<f32>, 4>, 8>, 8>;
-// This lane's 16 values of B at the current k.
-var<private> bk: array<vec4<f32>, 4>;
+// This lane's 16 values of B at the pair of k (k and k + 1).
+var<private> b_k0: array<vec4<f32>, 4>;
+var<private> b_k1: array<vec4<f32>, 4>;
 
-fn row(g: u32, i: u32, x: f32) {
-    acc[g][i][0] = fma(vec4<f32>(x), bk[0], acc[g][i][0]);
-    acc[g][i][1] = fma(vec4<f32>(x), bk[1], acc[g][i][1]);
-    acc[g][i][2] = fma(vec4<f32>(x), bk[2], acc[g][i][2]);
-    acc[g][i][3] = fma(vec4<f32>(x), bk[3], acc[g][i][3]);
+// Row 8g+i += x0·B[k] + x1·B[k+1], with x0, x1 that row's values of A.
+fn row(g: u32, i: u32, x0: f32, x1: f32) {
+    acc[g][i][0] = fma(vec4<f32>(x1), b_k1[0], fma(vec4<f32>(x0), b_k0[0], acc[g][i][0]));
+    acc[g][i][1] = fma(vec4<f32>(x1), b_k1[1], fma(vec4<f32>(x0), b_k0[1], acc[g][i][1]));
+    acc[g][i][2] = fma(vec4<f32>(x1), b_k1[2], fma(vec4<f32>(x0), b_k0[2], acc[g][i][2]));
+    acc[g][i][3] = fma(vec4<f32>(x1), b_k1[3], fma(vec4<f32>(x0), b_k0[3], acc[g][i][3]));
 }
 
-// Rows 8g..8g+7: lane l loaded A's value for row 8g+l; each lane takes all eight in turn.
-fn rows8(g: u32, av: f32) {
-    row(g, 0u, subgroupBroadcast(av, 0u));
-    row(g, 1u, subgroupBroadcast(av, 1u));
-    row(g, 2u, subgroupBroadcast(av, 2u));
-    row(g, 3u, subgroupBroadcast(av, 3u));
-    row(g, 4u, subgroupBroadcast(av, 4u));
-    row(g, 5u, subgroupBroadcast(av, 5u));
-    row(g, 6u, subgroupBroadcast(av, 6u));
-    row(g, 7u, subgroupBroadcast(av, 7u));
+// Rows 8g..8g+7: lane l loaded A's values for row 8g+l (a0 at k, a1 at k + 1); each lane
+// takes all eight rows in turn.
+fn rows8(g: u32, a0: f32, a1: f32) {
+    row(g, 0u, subgroupBroadcast(a0, 0u), subgroupBroadcast(a1, 0u));
+    row(g, 1u, subgroupBroadcast(a0, 1u), subgroupBroadcast(a1, 1u));
+    row(g, 2u, subgroupBroadcast(a0, 2u), subgroupBroadcast(a1, 2u));
+    row(g, 3u, subgroupBroadcast(a0, 3u), subgroupBroadcast(a1, 3u));
+    row(g, 4u, subgroupBroadcast(a0, 4u), subgroupBroadcast(a1, 4u));
+    row(g, 5u, subgroupBroadcast(a0, 5u), subgroupBroadcast(a1, 5u));
+    row(g, 6u, subgroupBroadcast(a0, 6u), subgroupBroadcast(a1, 6u));
+    row(g, 7u, subgroupBroadcast(a0, 7u), subgroupBroadcast(a1, 7u));
 }
 
 fn store4(z: u32, gm: u32, gn0: u32, v: vec4<f32>) {
@@ -125,21 +130,30 @@ fn gemm(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wg: v
     for (var r = 0u; r < p.nred; r++) {
         let a_base = (z + r) * p.a_stride;
         let b_base = (z + r) * p.b_stride;
-        for (var k = 0u; k < p.k; k++) {
-            let ak = a_base + k * a_ks;
-            let bkk = b_base + k * b_ks;
-            bk[0] = load4(bkk, cols0);
-            bk[1] = load4(bkk, cols1);
-            bk[2] = load4(bkk, cols2);
-            bk[3] = load4(bkk, cols3);
-            rows8(0u, a[ak + rows_lo.x]);
-            rows8(1u, a[ak + rows_lo.y]);
-            rows8(2u, a[ak + rows_lo.z]);
-            rows8(3u, a[ak + rows_lo.w]);
-            rows8(4u, a[ak + rows_hi.x]);
-            rows8(5u, a[ak + rows_hi.y]);
-            rows8(6u, a[ak + rows_hi.z]);
-            rows8(7u, a[ak + rows_hi.w]);
+        for (var k = 0u; k < p.k; k += 2u) {
+            // The pair's second k; past the end of K it contributes 0·0.
+            let more = k + 1u < p.k;
+            let a0 = a_base + k * a_ks;
+            let b0 = b_base + k * b_ks;
+            let a1 = a_base + select(k, k + 1u, more) * a_ks;
+            let b1 = b_base + select(k, k + 1u, more) * b_ks;
+            let zero = vec4<f32>(0.0);
+            b_k0[0] = load4(b0, cols0);
+            b_k0[1] = load4(b0, cols1);
+            b_k0[2] = load4(b0, cols2);
+            b_k0[3] = load4(b0, cols3);
+            b_k1[0] = select(zero, load4(b1, cols0), more);
+            b_k1[1] = select(zero, load4(b1, cols1), more);
+            b_k1[2] = select(zero, load4(b1, cols2), more);
+            b_k1[3] = select(zero, load4(b1, cols3), more);
+            rows8(0u, a[a0 + rows_lo.x], select(0.0, a[a1 + rows_lo.x], more));
+            rows8(1u, a[a0 + rows_lo.y], select(0.0, a[a1 + rows_lo.y], more));
+            rows8(2u, a[a0 + rows_lo.z], select(0.0, a[a1 + rows_lo.z], more));
+            rows8(3u, a[a0 + rows_lo.w], select(0.0, a[a1 + rows_lo.w], more));
+            rows8(4u, a[a0 + rows_hi.x], select(0.0, a[a1 + rows_hi.x], more));
+            rows8(5u, a[a0 + rows_hi.y], select(0.0, a[a1 + rows_hi.y], more));
+            rows8(6u, a[a0 + rows_hi.z], select(0.0, a[a1 + rows_hi.z], more));
+            rows8(7u, a[a0 + rows_hi.w], select(0.0, a[a1 + rows_hi.w], more));
         }
     }
     // One row per iteration, always from acc[0][0]: the rows move up after each store, which

@@ -18,9 +18,20 @@
 //! - `matmul_sg8.wgsl`: for CPU drivers with 8-wide subgroups (Mesa's lavapipe). There every
 //!   per-invocation memory access is a scalar loop over the lanes and barriers are coroutine
 //!   switches, so workgroup memory only adds cost; the subgroup's registers hold a 64×128
-//!   tile instead and A values travel by subgroup broadcast. Measured on lavapipe (2 cores,
-//!   release build), 1024³: naive 0.29 GFLOP/s, matmul.wgsl 0.95, matmul_sg8.wgsl ≈ 15
-//!   (CPU-time normalised; about 9 wall-clock on a shared machine).
+//!   tile instead and A values travel by subgroup broadcast.
+//!
+//! Measured on lavapipe (2 cores, release build, `ratlip bench kernels`), GFLOP/s:
+//!
+//! | shape (M×K×N)        | naive | matmul.wgsl | matmul_sg8.wgsl fwd / bwd |
+//! |----------------------|-------|-------------|---------------------------|
+//! | 1024×1024×1024       | 0.29  | 0.92        | 16.0 / 15.7               |
+//! | 50×768×3072 (x·Wᵀ)   |       | 0.73        | 12.2 / 11.1               |
+//! | 77×512×2048 (x·Wᵀ)   |       | 0.56        |  9.5 / 10.3               |
+//!
+//! (77 rows fill two 64-row tiles: 60% of the work is kept. Tried and measured worse or
+//! no better on lavapipe: loops over register arrays (not unrolled: 0.1), workgroup tiles
+//! read with subgroup broadcasts (5.5), 32×64 and 64×64 subgroup tiles (9–13), four k per
+//! pass over the accumulators instead of two (≤ 5%, twice the compile time).)
 
 use std::cell::Cell;
 use std::ops::Range;
