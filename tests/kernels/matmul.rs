@@ -270,14 +270,3 @@ fn shape_errors_name_the_op_and_shapes() {
     let e = tape.linear(&x, &w, None).unwrap_err().to_string();
     assert!(e.contains("linear") && e.contains("[2, 3]") && e.contains("[4, 5]"), "{e}");
 }
-
-/// Release-build timing on this device: `cargo test --release --test kernels
-/// matmul_timing -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn matmul_timing() {
-    println!("kernel: {}", matmul::kernel_name(gpu()));
-    for r in ratlip::bench::matmul::rows(gpu(), 3).unwrap() {
-        println!("{:<36} {:>8.2} ms {:>7.2} GFLOP/s", r.name, r.ms, r.gflop / (r.ms / 1e3));
-    }
-}
