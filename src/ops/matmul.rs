@@ -242,10 +242,10 @@ impl Dims {
 }
 
 /// Runs `f` over ranges of `items` small enough that every operand's slice fits a storage
-/// binding (elements per item of each operand taking part; 0 for one that is not split).
-/// `f` also learns whether its range is the first.
-fn in_chunks(gpu: &Gpu, op: &'static str, items: usize, bytes: &[usize], mut f: impl FnMut(Range<usize>, bool) -> Result<()>) -> Result<()> {
-    let bytes: Vec<u64> = bytes.iter().map(|&b| (b * DType::F32.size()) as u64).collect();
+/// binding (`elems`: elements per item of each operand taking part; 0 for one that is not
+/// split). `f` also learns whether its range is the first.
+fn in_chunks(gpu: &Gpu, op: &'static str, items: usize, elems: &[usize], mut f: impl FnMut(Range<usize>, bool) -> Result<()>) -> Result<()> {
+    let bytes: Vec<u64> = elems.iter().map(|&e| (e * DType::F32.size()) as u64).collect();
     for (i, r) in batch_chunks(gpu, op, items, &bytes)?.into_iter().enumerate() {
         f(r, i == 0)?;
     }
