@@ -58,6 +58,7 @@ pub fn kernels(gpu: &Gpu, peak: Option<f64>, reps: usize) -> Result<()> {
         Some((p, why)) => println!("peak: {p:.0} GFLOP/s ({why})"),
         None => println!("peak: unknown (pass --peak-gflops for a % column)"),
     }
+    println!("matmul kernel: {}", crate::ops::matmul::kernel_name(gpu));
     println!("{:<44} {:>10} {:>10} {:>9} {:>7}", "case", "GFLOP", "ms", "GFLOP/s", "%peak");
     let print = |r: &Row| {
         let rate = r.gflop / (r.ms / 1e3);

@@ -6,6 +6,7 @@
 mod common;
 
 mod attention;
+mod autograd;
 mod conv2d;
 mod elementwise;
 mod embedding;
