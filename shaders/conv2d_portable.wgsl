@@ -20,12 +20,13 @@ struct Params {
 @group(0) @binding(5) var<storage, read> gy: array<f32>;
 
 // The GEMM seen by the conv kernels: `src` is gathered (x for the forward pass, dy for dx),
-// `m` output channels, columns are pixels (qy, qx) of a phase, taps (ty, tx) are visited in
-// order and map to input pixel (qy·gsy + offy + ty, qx·gsx + offx + tx) and weight element
-// wbase + m·wsm + c·wsc + ty·wsty + tx·wstx; output pixel (qy·osy + ory, qx·osx + orx).
+// `m` output rows, columns are pixels (qy, qx) of a phase, taps (ty, tx) are visited in order
+// and map to input pixel (qy·gsy + offy + ty, qx·gsx + offx + tx) and weight element
+// wrow(m) + c·wsc + ty·wsty + tx·wstx; the output pixel is (qy·osy + ry, qx·osx + rx) where
+// (ry, rx) is the phase (mode 1) or comes from the row (mode 2), 0 in the forward pass.
 struct Geo {
     c: u32, h: u32, w: u32,
-    m: u32, oh: u32, ow: u32,
+    m: u32, oh: u32, ow: u32, obs: u32,
     qh: u32, qw: u32,
     th: u32, tw: u32,
     gsy: u32, gsx: u32, offy: i32, offx: i32,
@@ -38,6 +39,16 @@ fn taps(k: u32, s: u32, k0: u32) -> u32 {
     return select(0u, (k - k0 + s - 1u) / s, k > k0);
 }
 
+// Weight offset of the first tap visited by dx phase (ry, rx): the largest ky ≡ ry + ph.
+fn phase_wbase(ry: u32, rx: u32, th: u32, tw: u32) -> i32 {
+    let ky0 = (ry + p.ph) % p.sh;
+    let kx0 = (rx + p.pw) % p.sw;
+    return (i32(ky0) + i32(p.sh) * (i32(th) - 1)) * i32(p.kw) + i32(kx0) + i32(p.sw) * (i32(tw) - 1);
+}
+
+// Modes: 0 forward; 1 dx, one grid layer per stride phase (ry, rx); 2 dx with every phase
+// in the rows (m = ci·sh·sw + phase), for kernels and paddings that are multiples of the
+// stride, where all phases share one tap pattern (CLIP's patchify: 1024 phases of 3 rows).
 fn geometry(phase: u32) -> Geo {
     var g: Geo;
     let khw = i32(p.kh * p.kw);
@@ -54,17 +65,41 @@ fn geometry(phase: u32) -> Geo {
         let rx = phase % p.sw;
         let ky0 = (ry + p.ph) % p.sh;
         let kx0 = (rx + p.pw) % p.sw;
-        g.c = p.cout; g.h = p.ho; g.w = p.wo; g.m = p.cin; g.oh = p.h; g.ow = p.w;
+        g.c = p.cout; g.h = p.ho; g.w = p.wo; g.oh = p.h; g.ow = p.w;
+        g.m = select(p.cin, p.cin * p.sh * p.sw, p.mode == 2u);
         g.qh = (p.h + p.sh - 1u) / p.sh; g.qw = (p.w + p.sw - 1u) / p.sw;
         g.th = taps(p.kh, p.sh, ky0); g.tw = taps(p.kw, p.sw, kx0);
         g.gsy = 1u; g.gsx = 1u;
         g.offy = i32((ry + p.ph - ky0) / p.sh) - i32(g.th) + 1;
         g.offx = i32((rx + p.pw - kx0) / p.sw) - i32(g.tw) + 1;
-        g.wbase = (i32(ky0) + i32(p.sh) * (i32(g.th) - 1)) * i32(p.kw) + i32(kx0) + i32(p.sw) * (i32(g.tw) - 1);
+        g.wbase = phase_wbase(ry, rx, g.th, g.tw);
         g.wsm = khw; g.wsc = i32(p.cin) * khw; g.wsty = -i32(p.sh * p.kw); g.wstx = -i32(p.sw);
         g.osy = p.sh; g.ory = ry; g.osx = p.sw; g.orx = rx;
     }
+    g.obs = (g.oh * g.ow) * select(g.m, p.cin, p.mode == 2u);
     return g;
+}
+
+// First weight element of output row m.
+fn wrow(g: Geo, m: u32) -> i32 {
+    if p.mode == 2u {
+        let phases = p.sh * p.sw;
+        let ph = m % phases;
+        return phase_wbase(ph / p.sw, ph % p.sw, g.th, g.tw) + i32(m / phases) * g.wsm;
+    }
+    return g.wbase + i32(m) * g.wsm;
+}
+
+// Where output row m goes: offset of its (0, 0) pixel and its phase (ry, rx).
+fn row_out(g: Geo, m: u32) -> vec3<u32> {
+    if p.mode == 2u {
+        let phases = p.sh * p.sw;
+        let ph = m % phases;
+        let ry = ph / p.sw;
+        let rx = ph % p.sw;
+        return vec3<u32>((m / phases) * g.oh * g.ow + ry * g.ow + rx, ry, rx);
+    }
+    return vec3<u32>(m * g.oh * g.ow + g.ory * g.ow + g.orx, g.ory, g.orx);
 }
 
 struct Acc1 { c0: vec4<f32>, c1: vec4<f32>, c2: vec4<f32>, c3: vec4<f32>, c4: vec4<f32>, c5: vec4<f32>, c6: vec4<f32>, c7: vec4<f32> }
@@ -96,102 +131,116 @@ fn mac1(c: Acc1, a0: vec4<f32>, a1: vec4<f32>, b0: vec4<f32>) -> Acc1 {
     }
     return r;
 }
-fn conv_store1(c: Acc1, mrow: u32, g: Geo, bi: u32, orow: u32, qxs: u32, live: bool) {
-    let ohw = g.oh * g.ow;
-    let rowok = live && orow < g.oh;
+fn conv_store1(c: Acc1, mrow: u32, g: Geo, o0: vec4<u32>, y0: vec4<u32>, x0: vec4<u32>, l0: vec4<bool>) {
     { let m = mrow + 0u;
-      if rowok && m < g.m {
-        let base = (bi * g.m + m) * ohw + orow * g.ow;
+      if m < g.m {
+        let r = row_out(g, m);
         let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);
         { let t = c.c0 + bb;
-          { let qx = qxs + 0u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 1u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 2u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 3u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l0 & (y0 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x0 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o0 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
       }
     }
     { let m = mrow + 1u;
-      if rowok && m < g.m {
-        let base = (bi * g.m + m) * ohw + orow * g.ow;
+      if m < g.m {
+        let r = row_out(g, m);
         let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);
         { let t = c.c1 + bb;
-          { let qx = qxs + 0u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 1u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 2u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 3u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l0 & (y0 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x0 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o0 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
       }
     }
     { let m = mrow + 2u;
-      if rowok && m < g.m {
-        let base = (bi * g.m + m) * ohw + orow * g.ow;
+      if m < g.m {
+        let r = row_out(g, m);
         let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);
         { let t = c.c2 + bb;
-          { let qx = qxs + 0u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 1u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 2u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 3u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l0 & (y0 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x0 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o0 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
       }
     }
     { let m = mrow + 3u;
-      if rowok && m < g.m {
-        let base = (bi * g.m + m) * ohw + orow * g.ow;
+      if m < g.m {
+        let r = row_out(g, m);
         let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);
         { let t = c.c3 + bb;
-          { let qx = qxs + 0u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 1u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 2u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 3u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l0 & (y0 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x0 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o0 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
       }
     }
     { let m = mrow + 4u;
-      if rowok && m < g.m {
-        let base = (bi * g.m + m) * ohw + orow * g.ow;
+      if m < g.m {
+        let r = row_out(g, m);
         let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);
         { let t = c.c4 + bb;
-          { let qx = qxs + 0u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 1u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 2u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 3u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l0 & (y0 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x0 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o0 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
       }
     }
     { let m = mrow + 5u;
-      if rowok && m < g.m {
-        let base = (bi * g.m + m) * ohw + orow * g.ow;
+      if m < g.m {
+        let r = row_out(g, m);
         let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);
         { let t = c.c5 + bb;
-          { let qx = qxs + 0u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 1u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 2u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 3u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l0 & (y0 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x0 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o0 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
       }
     }
     { let m = mrow + 6u;
-      if rowok && m < g.m {
-        let base = (bi * g.m + m) * ohw + orow * g.ow;
+      if m < g.m {
+        let r = row_out(g, m);
         let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);
         { let t = c.c6 + bb;
-          { let qx = qxs + 0u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 1u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 2u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 3u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l0 & (y0 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x0 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o0 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
       }
     }
     { let m = mrow + 7u;
-      if rowok && m < g.m {
-        let base = (bi * g.m + m) * ohw + orow * g.ow;
+      if m < g.m {
+        let r = row_out(g, m);
         let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);
         { let t = c.c7 + bb;
-          { let qx = qxs + 0u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 1u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 2u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 3u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l0 & (y0 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x0 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o0 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
       }
     }
@@ -278,44 +327,82 @@ fn conv_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     let g = geometry(wid.z);
     let m0 = wid.y * 8u;
     let hw = g.h * g.w;
-    let xblocks = (g.qw + 3u) / 4u;
-    let nblocks = p.batch * g.qh * xblocks;
     let lane = wid.x * 64u + li;
-    let live = lane < nblocks;
-    let blk = min(lane, nblocks - 1u);
-    let bi = blk / (g.qh * xblocks);
-    let rem = blk % (g.qh * xblocks);
-    let qy = rem / xblocks;
-    let qxs = (rem % xblocks) * 4u;
-    let xbase = bi * g.c * hw;
-    let iy0 = i32(qy * g.gsy) + g.offy;
-    let w0_0 = g.wbase + i32(min(m0 + 0u, g.m - 1u)) * g.wsm;
-    let w0_1 = g.wbase + i32(min(m0 + 1u, g.m - 1u)) * g.wsm;
-    let w0_2 = g.wbase + i32(min(m0 + 2u, g.m - 1u)) * g.wsm;
-    let w0_3 = g.wbase + i32(min(m0 + 3u, g.m - 1u)) * g.wsm;
-    let w0_4 = g.wbase + i32(min(m0 + 4u, g.m - 1u)) * g.wsm;
-    let w0_5 = g.wbase + i32(min(m0 + 5u, g.m - 1u)) * g.wsm;
-    let w0_6 = g.wbase + i32(min(m0 + 6u, g.m - 1u)) * g.wsm;
-    let w0_7 = g.wbase + i32(min(m0 + 7u, g.m - 1u)) * g.wsm;
+    let plane = g.qh * g.qw;
+    let ncols = p.batch * plane;
+    let n0 = lane * 4u;
+    let pn0 = min(n0 + 0u, ncols - 1u);
+    let pb0 = pn0 / plane;
+    let pqy0 = (pn0 % plane) / g.qw;
+    let pqx0 = pn0 % g.qw;
+    let pxb0 = pb0 * g.c * hw;
+    let piy0 = i32(pqy0 * g.gsy) + g.offy;
+    let pix0 = i32(pqx0 * g.gsx) + g.offx;
+    let po0 = pb0 * g.obs + pqy0 * g.osy * g.ow + pqx0 * g.osx;
+    let py0 = pqy0 * g.osy;
+    let px0 = pqx0 * g.osx;
+    let pl0 = n0 + 0u < ncols;
+    let pn1 = min(n0 + 1u, ncols - 1u);
+    let pb1 = pn1 / plane;
+    let pqy1 = (pn1 % plane) / g.qw;
+    let pqx1 = pn1 % g.qw;
+    let pxb1 = pb1 * g.c * hw;
+    let piy1 = i32(pqy1 * g.gsy) + g.offy;
+    let pix1 = i32(pqx1 * g.gsx) + g.offx;
+    let po1 = pb1 * g.obs + pqy1 * g.osy * g.ow + pqx1 * g.osx;
+    let py1 = pqy1 * g.osy;
+    let px1 = pqx1 * g.osx;
+    let pl1 = n0 + 1u < ncols;
+    let pn2 = min(n0 + 2u, ncols - 1u);
+    let pb2 = pn2 / plane;
+    let pqy2 = (pn2 % plane) / g.qw;
+    let pqx2 = pn2 % g.qw;
+    let pxb2 = pb2 * g.c * hw;
+    let piy2 = i32(pqy2 * g.gsy) + g.offy;
+    let pix2 = i32(pqx2 * g.gsx) + g.offx;
+    let po2 = pb2 * g.obs + pqy2 * g.osy * g.ow + pqx2 * g.osx;
+    let py2 = pqy2 * g.osy;
+    let px2 = pqx2 * g.osx;
+    let pl2 = n0 + 2u < ncols;
+    let pn3 = min(n0 + 3u, ncols - 1u);
+    let pb3 = pn3 / plane;
+    let pqy3 = (pn3 % plane) / g.qw;
+    let pqx3 = pn3 % g.qw;
+    let pxb3 = pb3 * g.c * hw;
+    let piy3 = i32(pqy3 * g.gsy) + g.offy;
+    let pix3 = i32(pqx3 * g.gsx) + g.offx;
+    let po3 = pb3 * g.obs + pqy3 * g.osy * g.ow + pqx3 * g.osx;
+    let py3 = pqy3 * g.osy;
+    let px3 = pqx3 * g.osx;
+    let pl3 = n0 + 3u < ncols;
+    let w0_0 = wrow(g, min(m0 + 0u, g.m - 1u));
+    let w0_1 = wrow(g, min(m0 + 1u, g.m - 1u));
+    let w0_2 = wrow(g, min(m0 + 2u, g.m - 1u));
+    let w0_3 = wrow(g, min(m0 + 3u, g.m - 1u));
+    let w0_4 = wrow(g, min(m0 + 4u, g.m - 1u));
+    let w0_5 = wrow(g, min(m0 + 5u, g.m - 1u));
+    let w0_6 = wrow(g, min(m0 + 6u, g.m - 1u));
+    let w0_7 = wrow(g, min(m0 + 7u, g.m - 1u));
     var acc0: Acc1;
     for (var t = 0u; t < g.th * g.tw; t++) {
         let ty = t / g.tw;
         let tx = i32(t % g.tw);
-        let iy = iy0 + i32(ty);
-        let oky = iy >= 0 && iy < i32(g.h);
-        let rowb = xbase + u32(select(0, iy, oky)) * g.w;
-        let ix0 = i32((qxs + 0u) * g.gsx) + g.offx + tx;
-        let ok0 = oky && ix0 >= 0 && ix0 < i32(g.w);
-        var a0 = rowb + u32(select(0, ix0, ok0));
-        let ix1 = i32((qxs + 1u) * g.gsx) + g.offx + tx;
-        let ok1 = oky && ix1 >= 0 && ix1 < i32(g.w);
-        var a1 = rowb + u32(select(0, ix1, ok1));
-        let ix2 = i32((qxs + 2u) * g.gsx) + g.offx + tx;
-        let ok2 = oky && ix2 >= 0 && ix2 < i32(g.w);
-        var a2 = rowb + u32(select(0, ix2, ok2));
-        let ix3 = i32((qxs + 3u) * g.gsx) + g.offx + tx;
-        let ok3 = oky && ix3 >= 0 && ix3 < i32(g.w);
-        var a3 = rowb + u32(select(0, ix3, ok3));
+        let iy0 = piy0 + i32(ty);
+        let ix0 = pix0 + tx;
+        let ok0 = iy0 >= 0 && iy0 < i32(g.h) && ix0 >= 0 && ix0 < i32(g.w);
+        var a0 = pxb0 + u32(select(0, iy0 * i32(g.w) + ix0, ok0));
+        let iy1 = piy1 + i32(ty);
+        let ix1 = pix1 + tx;
+        let ok1 = iy1 >= 0 && iy1 < i32(g.h) && ix1 >= 0 && ix1 < i32(g.w);
+        var a1 = pxb1 + u32(select(0, iy1 * i32(g.w) + ix1, ok1));
+        let iy2 = piy2 + i32(ty);
+        let ix2 = pix2 + tx;
+        let ok2 = iy2 >= 0 && iy2 < i32(g.h) && ix2 >= 0 && ix2 < i32(g.w);
+        var a2 = pxb2 + u32(select(0, iy2 * i32(g.w) + ix2, ok2));
+        let iy3 = piy3 + i32(ty);
+        let ix3 = pix3 + tx;
+        let ok3 = iy3 >= 0 && iy3 < i32(g.h) && ix3 >= 0 && ix3 < i32(g.w);
+        var a3 = pxb3 + u32(select(0, iy3 * i32(g.w) + ix3, ok3));
         var wo = i32(ty) * g.wsty + tx * g.wstx;
         for (var c = 0u; c < g.c; c++) {
             let v0 = select(0.0, src[a0], ok0);
@@ -330,8 +417,7 @@ fn conv_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
             wo += g.wsc;
         }
     }
-    let orow = qy * g.osy + g.ory;
-    conv_store1(acc0, m0 + 0u, g, bi, orow, qxs, live);
+    conv_store1(acc0, m0 + 0u, g, vec4<u32>(po0, po1, po2, po3), vec4<u32>(py0, py1, py2, py3), vec4<u32>(px0, px1, px2, px3), vec4<bool>(pl0, pl1, pl2, pl3));
 }
 
 @compute @workgroup_size(64)

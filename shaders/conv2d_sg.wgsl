@@ -20,12 +20,13 @@ struct Params {
 @group(0) @binding(5) var<storage, read> gy: array<f32>;
 
 // The GEMM seen by the conv kernels: `src` is gathered (x for the forward pass, dy for dx),
-// `m` output channels, columns are pixels (qy, qx) of a phase, taps (ty, tx) are visited in
-// order and map to input pixel (qy·gsy + offy + ty, qx·gsx + offx + tx) and weight element
-// wbase + m·wsm + c·wsc + ty·wsty + tx·wstx; output pixel (qy·osy + ory, qx·osx + orx).
+// `m` output rows, columns are pixels (qy, qx) of a phase, taps (ty, tx) are visited in order
+// and map to input pixel (qy·gsy + offy + ty, qx·gsx + offx + tx) and weight element
+// wrow(m) + c·wsc + ty·wsty + tx·wstx; the output pixel is (qy·osy + ry, qx·osx + rx) where
+// (ry, rx) is the phase (mode 1) or comes from the row (mode 2), 0 in the forward pass.
 struct Geo {
     c: u32, h: u32, w: u32,
-    m: u32, oh: u32, ow: u32,
+    m: u32, oh: u32, ow: u32, obs: u32,
     qh: u32, qw: u32,
     th: u32, tw: u32,
     gsy: u32, gsx: u32, offy: i32, offx: i32,
@@ -38,6 +39,16 @@ fn taps(k: u32, s: u32, k0: u32) -> u32 {
     return select(0u, (k - k0 + s - 1u) / s, k > k0);
 }
 
+// Weight offset of the first tap visited by dx phase (ry, rx): the largest ky ≡ ry + ph.
+fn phase_wbase(ry: u32, rx: u32, th: u32, tw: u32) -> i32 {
+    let ky0 = (ry + p.ph) % p.sh;
+    let kx0 = (rx + p.pw) % p.sw;
+    return (i32(ky0) + i32(p.sh) * (i32(th) - 1)) * i32(p.kw) + i32(kx0) + i32(p.sw) * (i32(tw) - 1);
+}
+
+// Modes: 0 forward; 1 dx, one grid layer per stride phase (ry, rx); 2 dx with every phase
+// in the rows (m = ci·sh·sw + phase), for kernels and paddings that are multiples of the
+// stride, where all phases share one tap pattern (CLIP's patchify: 1024 phases of 3 rows).
 fn geometry(phase: u32) -> Geo {
     var g: Geo;
     let khw = i32(p.kh * p.kw);
@@ -54,17 +65,41 @@ fn geometry(phase: u32) -> Geo {
         let rx = phase % p.sw;
         let ky0 = (ry + p.ph) % p.sh;
         let kx0 = (rx + p.pw) % p.sw;
-        g.c = p.cout; g.h = p.ho; g.w = p.wo; g.m = p.cin; g.oh = p.h; g.ow = p.w;
+        g.c = p.cout; g.h = p.ho; g.w = p.wo; g.oh = p.h; g.ow = p.w;
+        g.m = select(p.cin, p.cin * p.sh * p.sw, p.mode == 2u);
         g.qh = (p.h + p.sh - 1u) / p.sh; g.qw = (p.w + p.sw - 1u) / p.sw;
         g.th = taps(p.kh, p.sh, ky0); g.tw = taps(p.kw, p.sw, kx0);
         g.gsy = 1u; g.gsx = 1u;
         g.offy = i32((ry + p.ph - ky0) / p.sh) - i32(g.th) + 1;
         g.offx = i32((rx + p.pw - kx0) / p.sw) - i32(g.tw) + 1;
-        g.wbase = (i32(ky0) + i32(p.sh) * (i32(g.th) - 1)) * i32(p.kw) + i32(kx0) + i32(p.sw) * (i32(g.tw) - 1);
+        g.wbase = phase_wbase(ry, rx, g.th, g.tw);
         g.wsm = khw; g.wsc = i32(p.cin) * khw; g.wsty = -i32(p.sh * p.kw); g.wstx = -i32(p.sw);
         g.osy = p.sh; g.ory = ry; g.osx = p.sw; g.orx = rx;
     }
+    g.obs = (g.oh * g.ow) * select(g.m, p.cin, p.mode == 2u);
     return g;
+}
+
+// First weight element of output row m.
+fn wrow(g: Geo, m: u32) -> i32 {
+    if p.mode == 2u {
+        let phases = p.sh * p.sw;
+        let ph = m % phases;
+        return phase_wbase(ph / p.sw, ph % p.sw, g.th, g.tw) + i32(m / phases) * g.wsm;
+    }
+    return g.wbase + i32(m) * g.wsm;
+}
+
+// Where output row m goes: offset of its (0, 0) pixel and its phase (ry, rx).
+fn row_out(g: Geo, m: u32) -> vec3<u32> {
+    if p.mode == 2u {
+        let phases = p.sh * p.sw;
+        let ph = m % phases;
+        let ry = ph / p.sw;
+        let rx = ph % p.sw;
+        return vec3<u32>((m / phases) * g.oh * g.ow + ry * g.ow + rx, ry, rx);
+    }
+    return vec3<u32>(m * g.oh * g.ow + g.ory * g.ow + g.orx, g.ory, g.orx);
 }
 
 struct Acc3 { c0: vec4<f32>, c1: vec4<f32>, c2: vec4<f32>, c3: vec4<f32>, c4: vec4<f32>, c5: vec4<f32>, c6: vec4<f32>, c7: vec4<f32>, c8: vec4<f32>, c9: vec4<f32>, c10: vec4<f32>, c11: vec4<f32>, c12: vec4<f32>, c13: vec4<f32>, c14: vec4<f32>, c15: vec4<f32>, c16: vec4<f32>, c17: vec4<f32>, c18: vec4<f32>, c19: vec4<f32>, c20: vec4<f32>, c21: vec4<f32>, c22: vec4<f32>, c23: vec4<f32> }
@@ -112,198 +147,244 @@ fn mac3(c: Acc3, a: f32, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>) -> Acc3 {
     }
     return r;
 }
-fn conv_store3(c: Acc3, mrow: u32, g: Geo, bi: u32, orow: u32, qxs: u32, live: bool) {
-    let ohw = g.oh * g.ow;
-    let rowok = live && orow < g.oh;
+fn conv_store3(c: Acc3, mrow: u32, g: Geo, o0: vec4<u32>, o1: vec4<u32>, o2: vec4<u32>, y0: vec4<u32>, y1: vec4<u32>, y2: vec4<u32>, x0: vec4<u32>, x1: vec4<u32>, x2: vec4<u32>, l0: vec4<bool>, l1: vec4<bool>, l2: vec4<bool>) {
     { let m = mrow + 0u;
-      if rowok && m < g.m {
-        let base = (bi * g.m + m) * ohw + orow * g.ow;
+      if m < g.m {
+        let r = row_out(g, m);
         let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);
         { let t = c.c0 + bb;
-          { let qx = qxs + 0u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 1u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 2u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 3u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l0 & (y0 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x0 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o0 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c1 + bb;
-          { let qx = qxs + 4u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 5u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 6u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 7u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l1 & (y1 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x1 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o1 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c2 + bb;
-          { let qx = qxs + 8u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 9u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 10u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 11u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l2 & (y2 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x2 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o2 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
       }
     }
     { let m = mrow + 1u;
-      if rowok && m < g.m {
-        let base = (bi * g.m + m) * ohw + orow * g.ow;
+      if m < g.m {
+        let r = row_out(g, m);
         let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);
         { let t = c.c3 + bb;
-          { let qx = qxs + 0u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 1u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 2u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 3u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l0 & (y0 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x0 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o0 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c4 + bb;
-          { let qx = qxs + 4u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 5u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 6u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 7u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l1 & (y1 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x1 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o1 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c5 + bb;
-          { let qx = qxs + 8u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 9u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 10u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 11u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l2 & (y2 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x2 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o2 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
       }
     }
     { let m = mrow + 2u;
-      if rowok && m < g.m {
-        let base = (bi * g.m + m) * ohw + orow * g.ow;
+      if m < g.m {
+        let r = row_out(g, m);
         let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);
         { let t = c.c6 + bb;
-          { let qx = qxs + 0u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 1u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 2u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 3u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l0 & (y0 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x0 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o0 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c7 + bb;
-          { let qx = qxs + 4u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 5u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 6u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 7u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l1 & (y1 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x1 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o1 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c8 + bb;
-          { let qx = qxs + 8u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 9u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 10u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 11u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l2 & (y2 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x2 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o2 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
       }
     }
     { let m = mrow + 3u;
-      if rowok && m < g.m {
-        let base = (bi * g.m + m) * ohw + orow * g.ow;
+      if m < g.m {
+        let r = row_out(g, m);
         let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);
         { let t = c.c9 + bb;
-          { let qx = qxs + 0u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 1u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 2u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 3u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l0 & (y0 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x0 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o0 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c10 + bb;
-          { let qx = qxs + 4u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 5u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 6u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 7u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l1 & (y1 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x1 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o1 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c11 + bb;
-          { let qx = qxs + 8u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 9u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 10u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 11u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l2 & (y2 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x2 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o2 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
       }
     }
     { let m = mrow + 4u;
-      if rowok && m < g.m {
-        let base = (bi * g.m + m) * ohw + orow * g.ow;
+      if m < g.m {
+        let r = row_out(g, m);
         let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);
         { let t = c.c12 + bb;
-          { let qx = qxs + 0u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 1u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 2u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 3u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l0 & (y0 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x0 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o0 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c13 + bb;
-          { let qx = qxs + 4u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 5u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 6u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 7u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l1 & (y1 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x1 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o1 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c14 + bb;
-          { let qx = qxs + 8u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 9u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 10u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 11u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l2 & (y2 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x2 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o2 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
       }
     }
     { let m = mrow + 5u;
-      if rowok && m < g.m {
-        let base = (bi * g.m + m) * ohw + orow * g.ow;
+      if m < g.m {
+        let r = row_out(g, m);
         let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);
         { let t = c.c15 + bb;
-          { let qx = qxs + 0u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 1u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 2u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 3u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l0 & (y0 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x0 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o0 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c16 + bb;
-          { let qx = qxs + 4u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 5u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 6u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 7u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l1 & (y1 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x1 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o1 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c17 + bb;
-          { let qx = qxs + 8u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 9u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 10u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 11u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l2 & (y2 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x2 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o2 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
       }
     }
     { let m = mrow + 6u;
-      if rowok && m < g.m {
-        let base = (bi * g.m + m) * ohw + orow * g.ow;
+      if m < g.m {
+        let r = row_out(g, m);
         let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);
         { let t = c.c18 + bb;
-          { let qx = qxs + 0u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 1u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 2u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 3u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l0 & (y0 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x0 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o0 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c19 + bb;
-          { let qx = qxs + 4u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 5u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 6u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 7u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l1 & (y1 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x1 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o1 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c20 + bb;
-          { let qx = qxs + 8u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 9u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 10u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 11u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l2 & (y2 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x2 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o2 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
       }
     }
     { let m = mrow + 7u;
-      if rowok && m < g.m {
-        let base = (bi * g.m + m) * ohw + orow * g.ow;
+      if m < g.m {
+        let r = row_out(g, m);
         let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);
         { let t = c.c21 + bb;
-          { let qx = qxs + 0u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 1u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 2u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 3u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l0 & (y0 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x0 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o0 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c22 + bb;
-          { let qx = qxs + 4u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 5u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 6u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 7u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l1 & (y1 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x1 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o1 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c23 + bb;
-          { let qx = qxs + 8u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 9u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 10u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 11u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l2 & (y2 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x2 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o2 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
       }
     }
@@ -502,246 +583,308 @@ fn mac4(c: Acc4, a: f32, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f
     }
     return r;
 }
-fn conv_store4(c: Acc4, mrow: u32, g: Geo, bi: u32, orow: u32, qxs: u32, live: bool) {
-    let ohw = g.oh * g.ow;
-    let rowok = live && orow < g.oh;
+fn conv_store4(c: Acc4, mrow: u32, g: Geo, o0: vec4<u32>, o1: vec4<u32>, o2: vec4<u32>, o3: vec4<u32>, y0: vec4<u32>, y1: vec4<u32>, y2: vec4<u32>, y3: vec4<u32>, x0: vec4<u32>, x1: vec4<u32>, x2: vec4<u32>, x3: vec4<u32>, l0: vec4<bool>, l1: vec4<bool>, l2: vec4<bool>, l3: vec4<bool>) {
     { let m = mrow + 0u;
-      if rowok && m < g.m {
-        let base = (bi * g.m + m) * ohw + orow * g.ow;
+      if m < g.m {
+        let r = row_out(g, m);
         let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);
         { let t = c.c0 + bb;
-          { let qx = qxs + 0u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 1u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 2u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 3u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l0 & (y0 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x0 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o0 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c1 + bb;
-          { let qx = qxs + 4u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 5u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 6u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 7u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l1 & (y1 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x1 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o1 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c2 + bb;
-          { let qx = qxs + 8u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 9u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 10u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 11u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l2 & (y2 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x2 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o2 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c3 + bb;
-          { let qx = qxs + 12u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 13u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 14u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 15u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l3 & (y3 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x3 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o3 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
       }
     }
     { let m = mrow + 1u;
-      if rowok && m < g.m {
-        let base = (bi * g.m + m) * ohw + orow * g.ow;
+      if m < g.m {
+        let r = row_out(g, m);
         let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);
         { let t = c.c4 + bb;
-          { let qx = qxs + 0u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 1u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 2u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 3u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l0 & (y0 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x0 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o0 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c5 + bb;
-          { let qx = qxs + 4u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 5u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 6u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 7u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l1 & (y1 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x1 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o1 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c6 + bb;
-          { let qx = qxs + 8u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 9u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 10u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 11u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l2 & (y2 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x2 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o2 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c7 + bb;
-          { let qx = qxs + 12u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 13u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 14u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 15u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l3 & (y3 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x3 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o3 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
       }
     }
     { let m = mrow + 2u;
-      if rowok && m < g.m {
-        let base = (bi * g.m + m) * ohw + orow * g.ow;
+      if m < g.m {
+        let r = row_out(g, m);
         let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);
         { let t = c.c8 + bb;
-          { let qx = qxs + 0u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 1u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 2u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 3u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l0 & (y0 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x0 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o0 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c9 + bb;
-          { let qx = qxs + 4u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 5u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 6u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 7u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l1 & (y1 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x1 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o1 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c10 + bb;
-          { let qx = qxs + 8u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 9u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 10u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 11u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l2 & (y2 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x2 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o2 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c11 + bb;
-          { let qx = qxs + 12u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 13u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 14u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 15u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l3 & (y3 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x3 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o3 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
       }
     }
     { let m = mrow + 3u;
-      if rowok && m < g.m {
-        let base = (bi * g.m + m) * ohw + orow * g.ow;
+      if m < g.m {
+        let r = row_out(g, m);
         let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);
         { let t = c.c12 + bb;
-          { let qx = qxs + 0u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 1u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 2u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 3u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l0 & (y0 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x0 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o0 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c13 + bb;
-          { let qx = qxs + 4u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 5u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 6u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 7u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l1 & (y1 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x1 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o1 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c14 + bb;
-          { let qx = qxs + 8u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 9u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 10u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 11u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l2 & (y2 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x2 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o2 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c15 + bb;
-          { let qx = qxs + 12u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 13u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 14u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 15u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l3 & (y3 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x3 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o3 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
       }
     }
     { let m = mrow + 4u;
-      if rowok && m < g.m {
-        let base = (bi * g.m + m) * ohw + orow * g.ow;
+      if m < g.m {
+        let r = row_out(g, m);
         let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);
         { let t = c.c16 + bb;
-          { let qx = qxs + 0u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 1u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 2u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 3u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l0 & (y0 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x0 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o0 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c17 + bb;
-          { let qx = qxs + 4u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 5u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 6u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 7u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l1 & (y1 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x1 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o1 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c18 + bb;
-          { let qx = qxs + 8u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 9u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 10u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 11u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l2 & (y2 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x2 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o2 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c19 + bb;
-          { let qx = qxs + 12u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 13u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 14u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 15u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l3 & (y3 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x3 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o3 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
       }
     }
     { let m = mrow + 5u;
-      if rowok && m < g.m {
-        let base = (bi * g.m + m) * ohw + orow * g.ow;
+      if m < g.m {
+        let r = row_out(g, m);
         let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);
         { let t = c.c20 + bb;
-          { let qx = qxs + 0u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 1u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 2u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 3u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l0 & (y0 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x0 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o0 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c21 + bb;
-          { let qx = qxs + 4u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 5u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 6u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 7u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l1 & (y1 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x1 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o1 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c22 + bb;
-          { let qx = qxs + 8u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 9u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 10u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 11u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l2 & (y2 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x2 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o2 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c23 + bb;
-          { let qx = qxs + 12u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 13u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 14u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 15u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l3 & (y3 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x3 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o3 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
       }
     }
     { let m = mrow + 6u;
-      if rowok && m < g.m {
-        let base = (bi * g.m + m) * ohw + orow * g.ow;
+      if m < g.m {
+        let r = row_out(g, m);
         let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);
         { let t = c.c24 + bb;
-          { let qx = qxs + 0u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 1u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 2u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 3u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l0 & (y0 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x0 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o0 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c25 + bb;
-          { let qx = qxs + 4u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 5u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 6u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 7u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l1 & (y1 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x1 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o1 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c26 + bb;
-          { let qx = qxs + 8u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 9u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 10u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 11u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l2 & (y2 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x2 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o2 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c27 + bb;
-          { let qx = qxs + 12u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 13u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 14u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 15u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l3 & (y3 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x3 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o3 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
       }
     }
     { let m = mrow + 7u;
-      if rowok && m < g.m {
-        let base = (bi * g.m + m) * ohw + orow * g.ow;
+      if m < g.m {
+        let r = row_out(g, m);
         let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);
         { let t = c.c28 + bb;
-          { let qx = qxs + 0u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 1u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 2u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 3u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l0 & (y0 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x0 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o0 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c29 + bb;
-          { let qx = qxs + 4u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 5u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 6u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 7u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l1 & (y1 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x1 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o1 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c30 + bb;
-          { let qx = qxs + 8u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 9u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 10u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 11u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l2 & (y2 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x2 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o2 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
         { let t = c.c31 + bb;
-          { let qx = qxs + 12u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[0]; } }
-          { let qx = qxs + 13u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[1]; } }
-          { let qx = qxs + 14u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[2]; } }
-          { let qx = qxs + 15u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow { dst[base + oc] = t[3]; } }
+          let ok = l3 & (y3 + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x3 + vec4<u32>(r.z) < vec4<u32>(g.ow));
+          let a = o3 + vec4<u32>(r.x);
+          if ok[0] { dst[a[0]] = t[0]; }
+          if ok[1] { dst[a[1]] = t[1]; }
+          if ok[2] { dst[a[2]] = t[2]; }
+          if ok[3] { dst[a[3]] = t[3]; }
         }
       }
     }
@@ -924,9 +1067,9 @@ fn conv_k3(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     let g = geometry(wid.z);
     let m0 = wid.y * 64u;
     let hw = g.h * g.w;
+    let lane = wid.x * 8u + li;
     let xblocks = (g.qw + 15u) / 16u;
     let nblocks = p.batch * g.qh * xblocks;
-    let lane = wid.x * 8u + li;
     let live = lane < nblocks;
     let blk = min(lane, nblocks - 1u);
     let bi = blk / (g.qh * xblocks);
@@ -935,22 +1078,86 @@ fn conv_k3(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     let qxs = (rem % xblocks) * 16u;
     let xbase = bi * g.c * hw;
     let iy0 = i32(qy * g.gsy) + g.offy;
+    let po0 = bi * g.obs + qy * g.osy * g.ow + (qxs + 0u) * g.osx;
+    let py0 = qy * g.osy;
+    let px0 = (qxs + 0u) * g.osx;
+    let pl0 = live && qxs + 0u < g.qw;
+    let po1 = bi * g.obs + qy * g.osy * g.ow + (qxs + 1u) * g.osx;
+    let py1 = qy * g.osy;
+    let px1 = (qxs + 1u) * g.osx;
+    let pl1 = live && qxs + 1u < g.qw;
+    let po2 = bi * g.obs + qy * g.osy * g.ow + (qxs + 2u) * g.osx;
+    let py2 = qy * g.osy;
+    let px2 = (qxs + 2u) * g.osx;
+    let pl2 = live && qxs + 2u < g.qw;
+    let po3 = bi * g.obs + qy * g.osy * g.ow + (qxs + 3u) * g.osx;
+    let py3 = qy * g.osy;
+    let px3 = (qxs + 3u) * g.osx;
+    let pl3 = live && qxs + 3u < g.qw;
+    let po4 = bi * g.obs + qy * g.osy * g.ow + (qxs + 4u) * g.osx;
+    let py4 = qy * g.osy;
+    let px4 = (qxs + 4u) * g.osx;
+    let pl4 = live && qxs + 4u < g.qw;
+    let po5 = bi * g.obs + qy * g.osy * g.ow + (qxs + 5u) * g.osx;
+    let py5 = qy * g.osy;
+    let px5 = (qxs + 5u) * g.osx;
+    let pl5 = live && qxs + 5u < g.qw;
+    let po6 = bi * g.obs + qy * g.osy * g.ow + (qxs + 6u) * g.osx;
+    let py6 = qy * g.osy;
+    let px6 = (qxs + 6u) * g.osx;
+    let pl6 = live && qxs + 6u < g.qw;
+    let po7 = bi * g.obs + qy * g.osy * g.ow + (qxs + 7u) * g.osx;
+    let py7 = qy * g.osy;
+    let px7 = (qxs + 7u) * g.osx;
+    let pl7 = live && qxs + 7u < g.qw;
+    let po8 = bi * g.obs + qy * g.osy * g.ow + (qxs + 8u) * g.osx;
+    let py8 = qy * g.osy;
+    let px8 = (qxs + 8u) * g.osx;
+    let pl8 = live && qxs + 8u < g.qw;
+    let po9 = bi * g.obs + qy * g.osy * g.ow + (qxs + 9u) * g.osx;
+    let py9 = qy * g.osy;
+    let px9 = (qxs + 9u) * g.osx;
+    let pl9 = live && qxs + 9u < g.qw;
+    let po10 = bi * g.obs + qy * g.osy * g.ow + (qxs + 10u) * g.osx;
+    let py10 = qy * g.osy;
+    let px10 = (qxs + 10u) * g.osx;
+    let pl10 = live && qxs + 10u < g.qw;
+    let po11 = bi * g.obs + qy * g.osy * g.ow + (qxs + 11u) * g.osx;
+    let py11 = qy * g.osy;
+    let px11 = (qxs + 11u) * g.osx;
+    let pl11 = live && qxs + 11u < g.qw;
+    let po12 = bi * g.obs + qy * g.osy * g.ow + (qxs + 12u) * g.osx;
+    let py12 = qy * g.osy;
+    let px12 = (qxs + 12u) * g.osx;
+    let pl12 = live && qxs + 12u < g.qw;
+    let po13 = bi * g.obs + qy * g.osy * g.ow + (qxs + 13u) * g.osx;
+    let py13 = qy * g.osy;
+    let px13 = (qxs + 13u) * g.osx;
+    let pl13 = live && qxs + 13u < g.qw;
+    let po14 = bi * g.obs + qy * g.osy * g.ow + (qxs + 14u) * g.osx;
+    let py14 = qy * g.osy;
+    let px14 = (qxs + 14u) * g.osx;
+    let pl14 = live && qxs + 14u < g.qw;
+    let po15 = bi * g.obs + qy * g.osy * g.ow + (qxs + 15u) * g.osx;
+    let py15 = qy * g.osy;
+    let px15 = (qxs + 15u) * g.osx;
+    let pl15 = live && qxs + 15u < g.qw;
     let r8 = sl & 7u;
-    let w0 = g.wbase + i32(min(m0 + 0u + r8, g.m - 1u)) * g.wsm;
-    let w1 = g.wbase + i32(min(m0 + 8u + r8, g.m - 1u)) * g.wsm;
-    let w2 = g.wbase + i32(min(m0 + 16u + r8, g.m - 1u)) * g.wsm;
-    let w3 = g.wbase + i32(min(m0 + 24u + r8, g.m - 1u)) * g.wsm;
-    let w4 = g.wbase + i32(min(m0 + 32u + r8, g.m - 1u)) * g.wsm;
-    let w5 = g.wbase + i32(min(m0 + 40u + r8, g.m - 1u)) * g.wsm;
-    let w6 = g.wbase + i32(min(m0 + 48u + r8, g.m - 1u)) * g.wsm;
-    let w7 = g.wbase + i32(min(m0 + 56u + r8, g.m - 1u)) * g.wsm;
+    let w0 = wrow(g, min(m0 + 0u + r8, g.m - 1u));
     var acc0: Acc4;
+    let w1 = wrow(g, min(m0 + 8u + r8, g.m - 1u));
     var acc1: Acc4;
+    let w2 = wrow(g, min(m0 + 16u + r8, g.m - 1u));
     var acc2: Acc4;
+    let w3 = wrow(g, min(m0 + 24u + r8, g.m - 1u));
     var acc3: Acc4;
+    let w4 = wrow(g, min(m0 + 32u + r8, g.m - 1u));
     var acc4: Acc4;
+    let w5 = wrow(g, min(m0 + 40u + r8, g.m - 1u));
     var acc5: Acc4;
+    let w6 = wrow(g, min(m0 + 48u + r8, g.m - 1u));
     var acc6: Acc4;
+    let w7 = wrow(g, min(m0 + 56u + r8, g.m - 1u));
     var acc7: Acc4;
     for (var ty = 0u; ty < g.th; ty++) {
         let tx = 0;
@@ -1076,15 +1283,14 @@ fn conv_k3(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
             wo += g.wsc;
         }
     }
-    let orow = qy * g.osy + g.ory;
-    conv_store4(acc0, m0 + 0u, g, bi, orow, qxs, live);
-    conv_store4(acc1, m0 + 8u, g, bi, orow, qxs, live);
-    conv_store4(acc2, m0 + 16u, g, bi, orow, qxs, live);
-    conv_store4(acc3, m0 + 24u, g, bi, orow, qxs, live);
-    conv_store4(acc4, m0 + 32u, g, bi, orow, qxs, live);
-    conv_store4(acc5, m0 + 40u, g, bi, orow, qxs, live);
-    conv_store4(acc6, m0 + 48u, g, bi, orow, qxs, live);
-    conv_store4(acc7, m0 + 56u, g, bi, orow, qxs, live);
+    conv_store4(acc0, m0 + 0u, g, vec4<u32>(po0, po1, po2, po3), vec4<u32>(po4, po5, po6, po7), vec4<u32>(po8, po9, po10, po11), vec4<u32>(po12, po13, po14, po15), vec4<u32>(py0, py1, py2, py3), vec4<u32>(py4, py5, py6, py7), vec4<u32>(py8, py9, py10, py11), vec4<u32>(py12, py13, py14, py15), vec4<u32>(px0, px1, px2, px3), vec4<u32>(px4, px5, px6, px7), vec4<u32>(px8, px9, px10, px11), vec4<u32>(px12, px13, px14, px15), vec4<bool>(pl0, pl1, pl2, pl3), vec4<bool>(pl4, pl5, pl6, pl7), vec4<bool>(pl8, pl9, pl10, pl11), vec4<bool>(pl12, pl13, pl14, pl15));
+    conv_store4(acc1, m0 + 8u, g, vec4<u32>(po0, po1, po2, po3), vec4<u32>(po4, po5, po6, po7), vec4<u32>(po8, po9, po10, po11), vec4<u32>(po12, po13, po14, po15), vec4<u32>(py0, py1, py2, py3), vec4<u32>(py4, py5, py6, py7), vec4<u32>(py8, py9, py10, py11), vec4<u32>(py12, py13, py14, py15), vec4<u32>(px0, px1, px2, px3), vec4<u32>(px4, px5, px6, px7), vec4<u32>(px8, px9, px10, px11), vec4<u32>(px12, px13, px14, px15), vec4<bool>(pl0, pl1, pl2, pl3), vec4<bool>(pl4, pl5, pl6, pl7), vec4<bool>(pl8, pl9, pl10, pl11), vec4<bool>(pl12, pl13, pl14, pl15));
+    conv_store4(acc2, m0 + 16u, g, vec4<u32>(po0, po1, po2, po3), vec4<u32>(po4, po5, po6, po7), vec4<u32>(po8, po9, po10, po11), vec4<u32>(po12, po13, po14, po15), vec4<u32>(py0, py1, py2, py3), vec4<u32>(py4, py5, py6, py7), vec4<u32>(py8, py9, py10, py11), vec4<u32>(py12, py13, py14, py15), vec4<u32>(px0, px1, px2, px3), vec4<u32>(px4, px5, px6, px7), vec4<u32>(px8, px9, px10, px11), vec4<u32>(px12, px13, px14, px15), vec4<bool>(pl0, pl1, pl2, pl3), vec4<bool>(pl4, pl5, pl6, pl7), vec4<bool>(pl8, pl9, pl10, pl11), vec4<bool>(pl12, pl13, pl14, pl15));
+    conv_store4(acc3, m0 + 24u, g, vec4<u32>(po0, po1, po2, po3), vec4<u32>(po4, po5, po6, po7), vec4<u32>(po8, po9, po10, po11), vec4<u32>(po12, po13, po14, po15), vec4<u32>(py0, py1, py2, py3), vec4<u32>(py4, py5, py6, py7), vec4<u32>(py8, py9, py10, py11), vec4<u32>(py12, py13, py14, py15), vec4<u32>(px0, px1, px2, px3), vec4<u32>(px4, px5, px6, px7), vec4<u32>(px8, px9, px10, px11), vec4<u32>(px12, px13, px14, px15), vec4<bool>(pl0, pl1, pl2, pl3), vec4<bool>(pl4, pl5, pl6, pl7), vec4<bool>(pl8, pl9, pl10, pl11), vec4<bool>(pl12, pl13, pl14, pl15));
+    conv_store4(acc4, m0 + 32u, g, vec4<u32>(po0, po1, po2, po3), vec4<u32>(po4, po5, po6, po7), vec4<u32>(po8, po9, po10, po11), vec4<u32>(po12, po13, po14, po15), vec4<u32>(py0, py1, py2, py3), vec4<u32>(py4, py5, py6, py7), vec4<u32>(py8, py9, py10, py11), vec4<u32>(py12, py13, py14, py15), vec4<u32>(px0, px1, px2, px3), vec4<u32>(px4, px5, px6, px7), vec4<u32>(px8, px9, px10, px11), vec4<u32>(px12, px13, px14, px15), vec4<bool>(pl0, pl1, pl2, pl3), vec4<bool>(pl4, pl5, pl6, pl7), vec4<bool>(pl8, pl9, pl10, pl11), vec4<bool>(pl12, pl13, pl14, pl15));
+    conv_store4(acc5, m0 + 40u, g, vec4<u32>(po0, po1, po2, po3), vec4<u32>(po4, po5, po6, po7), vec4<u32>(po8, po9, po10, po11), vec4<u32>(po12, po13, po14, po15), vec4<u32>(py0, py1, py2, py3), vec4<u32>(py4, py5, py6, py7), vec4<u32>(py8, py9, py10, py11), vec4<u32>(py12, py13, py14, py15), vec4<u32>(px0, px1, px2, px3), vec4<u32>(px4, px5, px6, px7), vec4<u32>(px8, px9, px10, px11), vec4<u32>(px12, px13, px14, px15), vec4<bool>(pl0, pl1, pl2, pl3), vec4<bool>(pl4, pl5, pl6, pl7), vec4<bool>(pl8, pl9, pl10, pl11), vec4<bool>(pl12, pl13, pl14, pl15));
+    conv_store4(acc6, m0 + 48u, g, vec4<u32>(po0, po1, po2, po3), vec4<u32>(po4, po5, po6, po7), vec4<u32>(po8, po9, po10, po11), vec4<u32>(po12, po13, po14, po15), vec4<u32>(py0, py1, py2, py3), vec4<u32>(py4, py5, py6, py7), vec4<u32>(py8, py9, py10, py11), vec4<u32>(py12, py13, py14, py15), vec4<u32>(px0, px1, px2, px3), vec4<u32>(px4, px5, px6, px7), vec4<u32>(px8, px9, px10, px11), vec4<u32>(px12, px13, px14, px15), vec4<bool>(pl0, pl1, pl2, pl3), vec4<bool>(pl4, pl5, pl6, pl7), vec4<bool>(pl8, pl9, pl10, pl11), vec4<bool>(pl12, pl13, pl14, pl15));
+    conv_store4(acc7, m0 + 56u, g, vec4<u32>(po0, po1, po2, po3), vec4<u32>(po4, po5, po6, po7), vec4<u32>(po8, po9, po10, po11), vec4<u32>(po12, po13, po14, po15), vec4<u32>(py0, py1, py2, py3), vec4<u32>(py4, py5, py6, py7), vec4<u32>(py8, py9, py10, py11), vec4<u32>(py12, py13, py14, py15), vec4<u32>(px0, px1, px2, px3), vec4<u32>(px4, px5, px6, px7), vec4<u32>(px8, px9, px10, px11), vec4<u32>(px12, px13, px14, px15), vec4<bool>(pl0, pl1, pl2, pl3), vec4<bool>(pl4, pl5, pl6, pl7), vec4<bool>(pl8, pl9, pl10, pl11), vec4<bool>(pl12, pl13, pl14, pl15));
 }
 
 @compute @workgroup_size(8)
@@ -1092,80 +1298,262 @@ fn conv_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     let g = geometry(wid.z);
     let m0 = wid.y * 32u;
     let hw = g.h * g.w;
-    let xblocks = (g.qw + 15u) / 16u;
-    let nblocks = p.batch * g.qh * xblocks;
     let lane = wid.x * 8u + li;
-    let live = lane < nblocks;
-    let blk = min(lane, nblocks - 1u);
-    let bi = blk / (g.qh * xblocks);
-    let rem = blk % (g.qh * xblocks);
-    let qy = rem / xblocks;
-    let qxs = (rem % xblocks) * 16u;
-    let xbase = bi * g.c * hw;
-    let iy0 = i32(qy * g.gsy) + g.offy;
+    let plane = g.qh * g.qw;
+    let ncols = p.batch * plane;
+    let n0 = lane * 16u;
+    let pn0 = min(n0 + 0u, ncols - 1u);
+    let pb0 = pn0 / plane;
+    let pqy0 = (pn0 % plane) / g.qw;
+    let pqx0 = pn0 % g.qw;
+    let pxb0 = pb0 * g.c * hw;
+    let piy0 = i32(pqy0 * g.gsy) + g.offy;
+    let pix0 = i32(pqx0 * g.gsx) + g.offx;
+    let po0 = pb0 * g.obs + pqy0 * g.osy * g.ow + pqx0 * g.osx;
+    let py0 = pqy0 * g.osy;
+    let px0 = pqx0 * g.osx;
+    let pl0 = n0 + 0u < ncols;
+    let pn1 = min(n0 + 1u, ncols - 1u);
+    let pb1 = pn1 / plane;
+    let pqy1 = (pn1 % plane) / g.qw;
+    let pqx1 = pn1 % g.qw;
+    let pxb1 = pb1 * g.c * hw;
+    let piy1 = i32(pqy1 * g.gsy) + g.offy;
+    let pix1 = i32(pqx1 * g.gsx) + g.offx;
+    let po1 = pb1 * g.obs + pqy1 * g.osy * g.ow + pqx1 * g.osx;
+    let py1 = pqy1 * g.osy;
+    let px1 = pqx1 * g.osx;
+    let pl1 = n0 + 1u < ncols;
+    let pn2 = min(n0 + 2u, ncols - 1u);
+    let pb2 = pn2 / plane;
+    let pqy2 = (pn2 % plane) / g.qw;
+    let pqx2 = pn2 % g.qw;
+    let pxb2 = pb2 * g.c * hw;
+    let piy2 = i32(pqy2 * g.gsy) + g.offy;
+    let pix2 = i32(pqx2 * g.gsx) + g.offx;
+    let po2 = pb2 * g.obs + pqy2 * g.osy * g.ow + pqx2 * g.osx;
+    let py2 = pqy2 * g.osy;
+    let px2 = pqx2 * g.osx;
+    let pl2 = n0 + 2u < ncols;
+    let pn3 = min(n0 + 3u, ncols - 1u);
+    let pb3 = pn3 / plane;
+    let pqy3 = (pn3 % plane) / g.qw;
+    let pqx3 = pn3 % g.qw;
+    let pxb3 = pb3 * g.c * hw;
+    let piy3 = i32(pqy3 * g.gsy) + g.offy;
+    let pix3 = i32(pqx3 * g.gsx) + g.offx;
+    let po3 = pb3 * g.obs + pqy3 * g.osy * g.ow + pqx3 * g.osx;
+    let py3 = pqy3 * g.osy;
+    let px3 = pqx3 * g.osx;
+    let pl3 = n0 + 3u < ncols;
+    let pn4 = min(n0 + 4u, ncols - 1u);
+    let pb4 = pn4 / plane;
+    let pqy4 = (pn4 % plane) / g.qw;
+    let pqx4 = pn4 % g.qw;
+    let pxb4 = pb4 * g.c * hw;
+    let piy4 = i32(pqy4 * g.gsy) + g.offy;
+    let pix4 = i32(pqx4 * g.gsx) + g.offx;
+    let po4 = pb4 * g.obs + pqy4 * g.osy * g.ow + pqx4 * g.osx;
+    let py4 = pqy4 * g.osy;
+    let px4 = pqx4 * g.osx;
+    let pl4 = n0 + 4u < ncols;
+    let pn5 = min(n0 + 5u, ncols - 1u);
+    let pb5 = pn5 / plane;
+    let pqy5 = (pn5 % plane) / g.qw;
+    let pqx5 = pn5 % g.qw;
+    let pxb5 = pb5 * g.c * hw;
+    let piy5 = i32(pqy5 * g.gsy) + g.offy;
+    let pix5 = i32(pqx5 * g.gsx) + g.offx;
+    let po5 = pb5 * g.obs + pqy5 * g.osy * g.ow + pqx5 * g.osx;
+    let py5 = pqy5 * g.osy;
+    let px5 = pqx5 * g.osx;
+    let pl5 = n0 + 5u < ncols;
+    let pn6 = min(n0 + 6u, ncols - 1u);
+    let pb6 = pn6 / plane;
+    let pqy6 = (pn6 % plane) / g.qw;
+    let pqx6 = pn6 % g.qw;
+    let pxb6 = pb6 * g.c * hw;
+    let piy6 = i32(pqy6 * g.gsy) + g.offy;
+    let pix6 = i32(pqx6 * g.gsx) + g.offx;
+    let po6 = pb6 * g.obs + pqy6 * g.osy * g.ow + pqx6 * g.osx;
+    let py6 = pqy6 * g.osy;
+    let px6 = pqx6 * g.osx;
+    let pl6 = n0 + 6u < ncols;
+    let pn7 = min(n0 + 7u, ncols - 1u);
+    let pb7 = pn7 / plane;
+    let pqy7 = (pn7 % plane) / g.qw;
+    let pqx7 = pn7 % g.qw;
+    let pxb7 = pb7 * g.c * hw;
+    let piy7 = i32(pqy7 * g.gsy) + g.offy;
+    let pix7 = i32(pqx7 * g.gsx) + g.offx;
+    let po7 = pb7 * g.obs + pqy7 * g.osy * g.ow + pqx7 * g.osx;
+    let py7 = pqy7 * g.osy;
+    let px7 = pqx7 * g.osx;
+    let pl7 = n0 + 7u < ncols;
+    let pn8 = min(n0 + 8u, ncols - 1u);
+    let pb8 = pn8 / plane;
+    let pqy8 = (pn8 % plane) / g.qw;
+    let pqx8 = pn8 % g.qw;
+    let pxb8 = pb8 * g.c * hw;
+    let piy8 = i32(pqy8 * g.gsy) + g.offy;
+    let pix8 = i32(pqx8 * g.gsx) + g.offx;
+    let po8 = pb8 * g.obs + pqy8 * g.osy * g.ow + pqx8 * g.osx;
+    let py8 = pqy8 * g.osy;
+    let px8 = pqx8 * g.osx;
+    let pl8 = n0 + 8u < ncols;
+    let pn9 = min(n0 + 9u, ncols - 1u);
+    let pb9 = pn9 / plane;
+    let pqy9 = (pn9 % plane) / g.qw;
+    let pqx9 = pn9 % g.qw;
+    let pxb9 = pb9 * g.c * hw;
+    let piy9 = i32(pqy9 * g.gsy) + g.offy;
+    let pix9 = i32(pqx9 * g.gsx) + g.offx;
+    let po9 = pb9 * g.obs + pqy9 * g.osy * g.ow + pqx9 * g.osx;
+    let py9 = pqy9 * g.osy;
+    let px9 = pqx9 * g.osx;
+    let pl9 = n0 + 9u < ncols;
+    let pn10 = min(n0 + 10u, ncols - 1u);
+    let pb10 = pn10 / plane;
+    let pqy10 = (pn10 % plane) / g.qw;
+    let pqx10 = pn10 % g.qw;
+    let pxb10 = pb10 * g.c * hw;
+    let piy10 = i32(pqy10 * g.gsy) + g.offy;
+    let pix10 = i32(pqx10 * g.gsx) + g.offx;
+    let po10 = pb10 * g.obs + pqy10 * g.osy * g.ow + pqx10 * g.osx;
+    let py10 = pqy10 * g.osy;
+    let px10 = pqx10 * g.osx;
+    let pl10 = n0 + 10u < ncols;
+    let pn11 = min(n0 + 11u, ncols - 1u);
+    let pb11 = pn11 / plane;
+    let pqy11 = (pn11 % plane) / g.qw;
+    let pqx11 = pn11 % g.qw;
+    let pxb11 = pb11 * g.c * hw;
+    let piy11 = i32(pqy11 * g.gsy) + g.offy;
+    let pix11 = i32(pqx11 * g.gsx) + g.offx;
+    let po11 = pb11 * g.obs + pqy11 * g.osy * g.ow + pqx11 * g.osx;
+    let py11 = pqy11 * g.osy;
+    let px11 = pqx11 * g.osx;
+    let pl11 = n0 + 11u < ncols;
+    let pn12 = min(n0 + 12u, ncols - 1u);
+    let pb12 = pn12 / plane;
+    let pqy12 = (pn12 % plane) / g.qw;
+    let pqx12 = pn12 % g.qw;
+    let pxb12 = pb12 * g.c * hw;
+    let piy12 = i32(pqy12 * g.gsy) + g.offy;
+    let pix12 = i32(pqx12 * g.gsx) + g.offx;
+    let po12 = pb12 * g.obs + pqy12 * g.osy * g.ow + pqx12 * g.osx;
+    let py12 = pqy12 * g.osy;
+    let px12 = pqx12 * g.osx;
+    let pl12 = n0 + 12u < ncols;
+    let pn13 = min(n0 + 13u, ncols - 1u);
+    let pb13 = pn13 / plane;
+    let pqy13 = (pn13 % plane) / g.qw;
+    let pqx13 = pn13 % g.qw;
+    let pxb13 = pb13 * g.c * hw;
+    let piy13 = i32(pqy13 * g.gsy) + g.offy;
+    let pix13 = i32(pqx13 * g.gsx) + g.offx;
+    let po13 = pb13 * g.obs + pqy13 * g.osy * g.ow + pqx13 * g.osx;
+    let py13 = pqy13 * g.osy;
+    let px13 = pqx13 * g.osx;
+    let pl13 = n0 + 13u < ncols;
+    let pn14 = min(n0 + 14u, ncols - 1u);
+    let pb14 = pn14 / plane;
+    let pqy14 = (pn14 % plane) / g.qw;
+    let pqx14 = pn14 % g.qw;
+    let pxb14 = pb14 * g.c * hw;
+    let piy14 = i32(pqy14 * g.gsy) + g.offy;
+    let pix14 = i32(pqx14 * g.gsx) + g.offx;
+    let po14 = pb14 * g.obs + pqy14 * g.osy * g.ow + pqx14 * g.osx;
+    let py14 = pqy14 * g.osy;
+    let px14 = pqx14 * g.osx;
+    let pl14 = n0 + 14u < ncols;
+    let pn15 = min(n0 + 15u, ncols - 1u);
+    let pb15 = pn15 / plane;
+    let pqy15 = (pn15 % plane) / g.qw;
+    let pqx15 = pn15 % g.qw;
+    let pxb15 = pb15 * g.c * hw;
+    let piy15 = i32(pqy15 * g.gsy) + g.offy;
+    let pix15 = i32(pqx15 * g.gsx) + g.offx;
+    let po15 = pb15 * g.obs + pqy15 * g.osy * g.ow + pqx15 * g.osx;
+    let py15 = pqy15 * g.osy;
+    let px15 = pqx15 * g.osx;
+    let pl15 = n0 + 15u < ncols;
     let r8 = sl & 7u;
-    let w0 = g.wbase + i32(min(m0 + 0u + r8, g.m - 1u)) * g.wsm;
-    let w1 = g.wbase + i32(min(m0 + 8u + r8, g.m - 1u)) * g.wsm;
-    let w2 = g.wbase + i32(min(m0 + 16u + r8, g.m - 1u)) * g.wsm;
-    let w3 = g.wbase + i32(min(m0 + 24u + r8, g.m - 1u)) * g.wsm;
+    let w0 = wrow(g, min(m0 + 0u + r8, g.m - 1u));
     var acc0: Acc4;
+    let w1 = wrow(g, min(m0 + 8u + r8, g.m - 1u));
     var acc1: Acc4;
+    let w2 = wrow(g, min(m0 + 16u + r8, g.m - 1u));
     var acc2: Acc4;
+    let w3 = wrow(g, min(m0 + 24u + r8, g.m - 1u));
     var acc3: Acc4;
     for (var t = 0u; t < g.th * g.tw; t++) {
         let ty = t / g.tw;
         let tx = i32(t % g.tw);
-        let iy = iy0 + i32(ty);
-        let oky = iy >= 0 && iy < i32(g.h);
-        let rowb = xbase + u32(select(0, iy, oky)) * g.w;
-        let ix0 = i32((qxs + 0u) * g.gsx) + g.offx + tx;
-        let ok0 = oky && ix0 >= 0 && ix0 < i32(g.w);
-        var a0 = rowb + u32(select(0, ix0, ok0));
-        let ix1 = i32((qxs + 1u) * g.gsx) + g.offx + tx;
-        let ok1 = oky && ix1 >= 0 && ix1 < i32(g.w);
-        var a1 = rowb + u32(select(0, ix1, ok1));
-        let ix2 = i32((qxs + 2u) * g.gsx) + g.offx + tx;
-        let ok2 = oky && ix2 >= 0 && ix2 < i32(g.w);
-        var a2 = rowb + u32(select(0, ix2, ok2));
-        let ix3 = i32((qxs + 3u) * g.gsx) + g.offx + tx;
-        let ok3 = oky && ix3 >= 0 && ix3 < i32(g.w);
-        var a3 = rowb + u32(select(0, ix3, ok3));
-        let ix4 = i32((qxs + 4u) * g.gsx) + g.offx + tx;
-        let ok4 = oky && ix4 >= 0 && ix4 < i32(g.w);
-        var a4 = rowb + u32(select(0, ix4, ok4));
-        let ix5 = i32((qxs + 5u) * g.gsx) + g.offx + tx;
-        let ok5 = oky && ix5 >= 0 && ix5 < i32(g.w);
-        var a5 = rowb + u32(select(0, ix5, ok5));
-        let ix6 = i32((qxs + 6u) * g.gsx) + g.offx + tx;
-        let ok6 = oky && ix6 >= 0 && ix6 < i32(g.w);
-        var a6 = rowb + u32(select(0, ix6, ok6));
-        let ix7 = i32((qxs + 7u) * g.gsx) + g.offx + tx;
-        let ok7 = oky && ix7 >= 0 && ix7 < i32(g.w);
-        var a7 = rowb + u32(select(0, ix7, ok7));
-        let ix8 = i32((qxs + 8u) * g.gsx) + g.offx + tx;
-        let ok8 = oky && ix8 >= 0 && ix8 < i32(g.w);
-        var a8 = rowb + u32(select(0, ix8, ok8));
-        let ix9 = i32((qxs + 9u) * g.gsx) + g.offx + tx;
-        let ok9 = oky && ix9 >= 0 && ix9 < i32(g.w);
-        var a9 = rowb + u32(select(0, ix9, ok9));
-        let ix10 = i32((qxs + 10u) * g.gsx) + g.offx + tx;
-        let ok10 = oky && ix10 >= 0 && ix10 < i32(g.w);
-        var a10 = rowb + u32(select(0, ix10, ok10));
-        let ix11 = i32((qxs + 11u) * g.gsx) + g.offx + tx;
-        let ok11 = oky && ix11 >= 0 && ix11 < i32(g.w);
-        var a11 = rowb + u32(select(0, ix11, ok11));
-        let ix12 = i32((qxs + 12u) * g.gsx) + g.offx + tx;
-        let ok12 = oky && ix12 >= 0 && ix12 < i32(g.w);
-        var a12 = rowb + u32(select(0, ix12, ok12));
-        let ix13 = i32((qxs + 13u) * g.gsx) + g.offx + tx;
-        let ok13 = oky && ix13 >= 0 && ix13 < i32(g.w);
-        var a13 = rowb + u32(select(0, ix13, ok13));
-        let ix14 = i32((qxs + 14u) * g.gsx) + g.offx + tx;
-        let ok14 = oky && ix14 >= 0 && ix14 < i32(g.w);
-        var a14 = rowb + u32(select(0, ix14, ok14));
-        let ix15 = i32((qxs + 15u) * g.gsx) + g.offx + tx;
-        let ok15 = oky && ix15 >= 0 && ix15 < i32(g.w);
-        var a15 = rowb + u32(select(0, ix15, ok15));
+        let iy0 = piy0 + i32(ty);
+        let ix0 = pix0 + tx;
+        let ok0 = iy0 >= 0 && iy0 < i32(g.h) && ix0 >= 0 && ix0 < i32(g.w);
+        var a0 = pxb0 + u32(select(0, iy0 * i32(g.w) + ix0, ok0));
+        let iy1 = piy1 + i32(ty);
+        let ix1 = pix1 + tx;
+        let ok1 = iy1 >= 0 && iy1 < i32(g.h) && ix1 >= 0 && ix1 < i32(g.w);
+        var a1 = pxb1 + u32(select(0, iy1 * i32(g.w) + ix1, ok1));
+        let iy2 = piy2 + i32(ty);
+        let ix2 = pix2 + tx;
+        let ok2 = iy2 >= 0 && iy2 < i32(g.h) && ix2 >= 0 && ix2 < i32(g.w);
+        var a2 = pxb2 + u32(select(0, iy2 * i32(g.w) + ix2, ok2));
+        let iy3 = piy3 + i32(ty);
+        let ix3 = pix3 + tx;
+        let ok3 = iy3 >= 0 && iy3 < i32(g.h) && ix3 >= 0 && ix3 < i32(g.w);
+        var a3 = pxb3 + u32(select(0, iy3 * i32(g.w) + ix3, ok3));
+        let iy4 = piy4 + i32(ty);
+        let ix4 = pix4 + tx;
+        let ok4 = iy4 >= 0 && iy4 < i32(g.h) && ix4 >= 0 && ix4 < i32(g.w);
+        var a4 = pxb4 + u32(select(0, iy4 * i32(g.w) + ix4, ok4));
+        let iy5 = piy5 + i32(ty);
+        let ix5 = pix5 + tx;
+        let ok5 = iy5 >= 0 && iy5 < i32(g.h) && ix5 >= 0 && ix5 < i32(g.w);
+        var a5 = pxb5 + u32(select(0, iy5 * i32(g.w) + ix5, ok5));
+        let iy6 = piy6 + i32(ty);
+        let ix6 = pix6 + tx;
+        let ok6 = iy6 >= 0 && iy6 < i32(g.h) && ix6 >= 0 && ix6 < i32(g.w);
+        var a6 = pxb6 + u32(select(0, iy6 * i32(g.w) + ix6, ok6));
+        let iy7 = piy7 + i32(ty);
+        let ix7 = pix7 + tx;
+        let ok7 = iy7 >= 0 && iy7 < i32(g.h) && ix7 >= 0 && ix7 < i32(g.w);
+        var a7 = pxb7 + u32(select(0, iy7 * i32(g.w) + ix7, ok7));
+        let iy8 = piy8 + i32(ty);
+        let ix8 = pix8 + tx;
+        let ok8 = iy8 >= 0 && iy8 < i32(g.h) && ix8 >= 0 && ix8 < i32(g.w);
+        var a8 = pxb8 + u32(select(0, iy8 * i32(g.w) + ix8, ok8));
+        let iy9 = piy9 + i32(ty);
+        let ix9 = pix9 + tx;
+        let ok9 = iy9 >= 0 && iy9 < i32(g.h) && ix9 >= 0 && ix9 < i32(g.w);
+        var a9 = pxb9 + u32(select(0, iy9 * i32(g.w) + ix9, ok9));
+        let iy10 = piy10 + i32(ty);
+        let ix10 = pix10 + tx;
+        let ok10 = iy10 >= 0 && iy10 < i32(g.h) && ix10 >= 0 && ix10 < i32(g.w);
+        var a10 = pxb10 + u32(select(0, iy10 * i32(g.w) + ix10, ok10));
+        let iy11 = piy11 + i32(ty);
+        let ix11 = pix11 + tx;
+        let ok11 = iy11 >= 0 && iy11 < i32(g.h) && ix11 >= 0 && ix11 < i32(g.w);
+        var a11 = pxb11 + u32(select(0, iy11 * i32(g.w) + ix11, ok11));
+        let iy12 = piy12 + i32(ty);
+        let ix12 = pix12 + tx;
+        let ok12 = iy12 >= 0 && iy12 < i32(g.h) && ix12 >= 0 && ix12 < i32(g.w);
+        var a12 = pxb12 + u32(select(0, iy12 * i32(g.w) + ix12, ok12));
+        let iy13 = piy13 + i32(ty);
+        let ix13 = pix13 + tx;
+        let ok13 = iy13 >= 0 && iy13 < i32(g.h) && ix13 >= 0 && ix13 < i32(g.w);
+        var a13 = pxb13 + u32(select(0, iy13 * i32(g.w) + ix13, ok13));
+        let iy14 = piy14 + i32(ty);
+        let ix14 = pix14 + tx;
+        let ok14 = iy14 >= 0 && iy14 < i32(g.h) && ix14 >= 0 && ix14 < i32(g.w);
+        var a14 = pxb14 + u32(select(0, iy14 * i32(g.w) + ix14, ok14));
+        let iy15 = piy15 + i32(ty);
+        let ix15 = pix15 + tx;
+        let ok15 = iy15 >= 0 && iy15 < i32(g.h) && ix15 >= 0 && ix15 < i32(g.w);
+        var a15 = pxb15 + u32(select(0, iy15 * i32(g.w) + ix15, ok15));
         var wo = i32(ty) * g.wsty + tx * g.wstx;
         for (var c = 0u; c < g.c; c++) {
             let v0 = select(0.0, src[a0], ok0);
@@ -1207,11 +1595,10 @@ fn conv_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
             wo += g.wsc;
         }
     }
-    let orow = qy * g.osy + g.ory;
-    conv_store4(acc0, m0 + 0u, g, bi, orow, qxs, live);
-    conv_store4(acc1, m0 + 8u, g, bi, orow, qxs, live);
-    conv_store4(acc2, m0 + 16u, g, bi, orow, qxs, live);
-    conv_store4(acc3, m0 + 24u, g, bi, orow, qxs, live);
+    conv_store4(acc0, m0 + 0u, g, vec4<u32>(po0, po1, po2, po3), vec4<u32>(po4, po5, po6, po7), vec4<u32>(po8, po9, po10, po11), vec4<u32>(po12, po13, po14, po15), vec4<u32>(py0, py1, py2, py3), vec4<u32>(py4, py5, py6, py7), vec4<u32>(py8, py9, py10, py11), vec4<u32>(py12, py13, py14, py15), vec4<u32>(px0, px1, px2, px3), vec4<u32>(px4, px5, px6, px7), vec4<u32>(px8, px9, px10, px11), vec4<u32>(px12, px13, px14, px15), vec4<bool>(pl0, pl1, pl2, pl3), vec4<bool>(pl4, pl5, pl6, pl7), vec4<bool>(pl8, pl9, pl10, pl11), vec4<bool>(pl12, pl13, pl14, pl15));
+    conv_store4(acc1, m0 + 8u, g, vec4<u32>(po0, po1, po2, po3), vec4<u32>(po4, po5, po6, po7), vec4<u32>(po8, po9, po10, po11), vec4<u32>(po12, po13, po14, po15), vec4<u32>(py0, py1, py2, py3), vec4<u32>(py4, py5, py6, py7), vec4<u32>(py8, py9, py10, py11), vec4<u32>(py12, py13, py14, py15), vec4<u32>(px0, px1, px2, px3), vec4<u32>(px4, px5, px6, px7), vec4<u32>(px8, px9, px10, px11), vec4<u32>(px12, px13, px14, px15), vec4<bool>(pl0, pl1, pl2, pl3), vec4<bool>(pl4, pl5, pl6, pl7), vec4<bool>(pl8, pl9, pl10, pl11), vec4<bool>(pl12, pl13, pl14, pl15));
+    conv_store4(acc2, m0 + 16u, g, vec4<u32>(po0, po1, po2, po3), vec4<u32>(po4, po5, po6, po7), vec4<u32>(po8, po9, po10, po11), vec4<u32>(po12, po13, po14, po15), vec4<u32>(py0, py1, py2, py3), vec4<u32>(py4, py5, py6, py7), vec4<u32>(py8, py9, py10, py11), vec4<u32>(py12, py13, py14, py15), vec4<u32>(px0, px1, px2, px3), vec4<u32>(px4, px5, px6, px7), vec4<u32>(px8, px9, px10, px11), vec4<u32>(px12, px13, px14, px15), vec4<bool>(pl0, pl1, pl2, pl3), vec4<bool>(pl4, pl5, pl6, pl7), vec4<bool>(pl8, pl9, pl10, pl11), vec4<bool>(pl12, pl13, pl14, pl15));
+    conv_store4(acc3, m0 + 24u, g, vec4<u32>(po0, po1, po2, po3), vec4<u32>(po4, po5, po6, po7), vec4<u32>(po8, po9, po10, po11), vec4<u32>(po12, po13, po14, po15), vec4<u32>(py0, py1, py2, py3), vec4<u32>(py4, py5, py6, py7), vec4<u32>(py8, py9, py10, py11), vec4<u32>(py12, py13, py14, py15), vec4<u32>(px0, px1, px2, px3), vec4<u32>(px4, px5, px6, px7), vec4<u32>(px8, px9, px10, px11), vec4<u32>(px12, px13, px14, px15), vec4<bool>(pl0, pl1, pl2, pl3), vec4<bool>(pl4, pl5, pl6, pl7), vec4<bool>(pl8, pl9, pl10, pl11), vec4<bool>(pl12, pl13, pl14, pl15));
 }
 
 @compute @workgroup_size(8)

@@ -112,7 +112,7 @@ struct Params {
     sw: u32,
     ph: u32,
     pw: u32,
-    /// 0: forward (gather x), 1: dx (gather dy through the transposed geometry).
+    /// 0: forward (gather x); 1: dx, a grid layer per stride phase; 2: dx, phases as rows.
     mode: u32,
     /// bit 0: add bias; bit 1: accumulate into the output.
     flags: u32,
@@ -247,9 +247,13 @@ struct Entry {
     tn: u32,
 }
 
-fn conv_entry(path: Path, g: &Geom) -> Entry {
+/// `qw`: output pixels per row. The 3-tap kernel works on whole row blocks of its tile width,
+/// which wastes lanes on short rows (7 of 16 on a 7×7 map); below 3/4 use the generic one.
+fn conv_entry(path: Path, g: &Geom, qw: usize) -> Entry {
+    let k3_width = K3_TILE.1 as usize;
+    let k3_fits = 4 * qw >= 3 * qw.div_ceil(k3_width) * k3_width;
     match path {
-        Path::Subgroup if g.three_wide() => {
+        Path::Subgroup if g.three_wide() && k3_fits => {
             Entry { kernel: &SUBGROUP, name: "conv_k3", wg: SG_WG, rm: K3_TILE.0, tn: K3_TILE.1 }
         }
         Path::Subgroup => Entry { kernel: &SUBGROUP, name: "conv_any", wg: SG_WG, rm: ANY_TILE.0, tn: ANY_TILE.1 },
@@ -288,19 +292,22 @@ fn view(t: &Tensor, r: &Range<usize>) -> Result<Tensor> {
     }
 }
 
-/// One implicit-GEMM convolution dispatch: forward (mode 0: `src` = x, `dst` = y) or dx
-/// (mode 1: `src` = dy, `dst` = dx, one grid layer per stride phase).
-fn run_conv(g: &Geom, batch: usize, mode: u32, flags: u32, src: &Tensor, w: &Tensor, bias: &Tensor, dst: &Tensor) -> Result<()> {
+/// One implicit-GEMM convolution dispatch: forward (`src` = x, `dst` = y) or dx (`src` = dy,
+/// `dst` = dx; see the modes in the shader's `geometry`).
+fn run_conv(g: &Geom, batch: usize, dx: bool, flags: u32, src: &Tensor, w: &Tensor, bias: &Tensor, dst: &Tensor) -> Result<()> {
     let gpu = src.gpu();
-    let e = conv_entry(path(gpu), g);
     let (sh, sw) = g.p.stride;
-    let (m, qh, qw, phases) = if mode == 0 {
-        (g.cout, g.ho, g.wo, 1)
-    } else {
-        (g.cin, g.h.div_ceil(sh), g.w.div_ceil(sw), sh * sw)
+    let (ph, pw) = g.p.padding;
+    let merged = sh * sw > 1 && g.kh % sh == 0 && g.kw % sw == 0 && ph % sh == 0 && pw % sw == 0;
+    let (mode, m, qh, qw, phases) = match (dx, merged) {
+        (false, _) => (0, g.cout, g.ho, g.wo, 1),
+        (true, true) => (2, g.cin * sh * sw, g.h.div_ceil(sh), g.w.div_ceil(sw), 1),
+        (true, false) => (1, g.cin, g.h.div_ceil(sh), g.w.div_ceil(sw), sh * sw),
     };
-    let blocks = (batch * qh * qw.div_ceil(e.tn as usize)) as u32;
-    let groups = [blocks.div_ceil(e.wg), (m as u32).div_ceil(e.rm), phases as u32];
+    let e = conv_entry(path(gpu), g, qw);
+    let tn = e.tn as usize;
+    let lanes = if e.name == "conv_k3" { batch * qh * qw.div_ceil(tn) } else { (batch * qh * qw).div_ceil(tn) };
+    let groups = [(lanes as u32).div_ceil(e.wg), (m as u32).div_ceil(e.rm), phases as u32];
     gpu.dispatch(e.kernel, e.name, &g.params(batch, mode, flags, 1), &[src, w, bias, dst], groups)
 }
 
@@ -319,7 +326,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) ->
     let per_item = [item_bytes(g.cin, g.h, g.w), item_bytes(g.cout, g.ho, g.wo)];
     for r in batch_chunks(gpu, "conv2d", g.b, &per_item)? {
         // Without a bias the weight stands in for the unused binding.
-        run_conv(&g, r.len(), 0, flags, &view(x, &r)?, w, bias.unwrap_or(w), &view(&y, &r)?)?;
+        run_conv(&g, r.len(), false, flags, &view(x, &r)?, w, bias.unwrap_or(w), &view(&y, &r)?)?;
     }
     Ok(y)
 }
@@ -373,7 +380,7 @@ fn grad_input(g: &Geom, w: &Tensor, dy: &Tensor) -> Result<Tensor> {
     let dx = Tensor::empty(gpu, &g.x_shape())?;
     let per_item = [item_bytes(g.cout, g.ho, g.wo), item_bytes(g.cin, g.h, g.w)];
     for r in batch_chunks(gpu, "conv2d dx", g.b, &per_item)? {
-        run_conv(g, r.len(), 1, 0, &view(dy, &r)?, w, w, &view(&dx, &r)?)?;
+        run_conv(g, r.len(), true, 0, &view(dy, &r)?, w, w, &view(&dx, &r)?)?;
     }
     Ok(dx)
 }
@@ -523,12 +530,13 @@ struct Params {
 @group(0) @binding(5) var<storage, read> gy: array<f32>;
 
 // The GEMM seen by the conv kernels: `src` is gathered (x for the forward pass, dy for dx),
-// `m` output channels, columns are pixels (qy, qx) of a phase, taps (ty, tx) are visited in
-// order and map to input pixel (qy·gsy + offy + ty, qx·gsx + offx + tx) and weight element
-// wbase + m·wsm + c·wsc + ty·wsty + tx·wstx; output pixel (qy·osy + ory, qx·osx + orx).
+// `m` output rows, columns are pixels (qy, qx) of a phase, taps (ty, tx) are visited in order
+// and map to input pixel (qy·gsy + offy + ty, qx·gsx + offx + tx) and weight element
+// wrow(m) + c·wsc + ty·wsty + tx·wstx; the output pixel is (qy·osy + ry, qx·osx + rx) where
+// (ry, rx) is the phase (mode 1) or comes from the row (mode 2), 0 in the forward pass.
 struct Geo {
     c: u32, h: u32, w: u32,
-    m: u32, oh: u32, ow: u32,
+    m: u32, oh: u32, ow: u32, obs: u32,
     qh: u32, qw: u32,
     th: u32, tw: u32,
     gsy: u32, gsx: u32, offy: i32, offx: i32,
@@ -541,6 +549,16 @@ fn taps(k: u32, s: u32, k0: u32) -> u32 {
     return select(0u, (k - k0 + s - 1u) / s, k > k0);
 }
 
+// Weight offset of the first tap visited by dx phase (ry, rx): the largest ky ≡ ry + ph.
+fn phase_wbase(ry: u32, rx: u32, th: u32, tw: u32) -> i32 {
+    let ky0 = (ry + p.ph) % p.sh;
+    let kx0 = (rx + p.pw) % p.sw;
+    return (i32(ky0) + i32(p.sh) * (i32(th) - 1)) * i32(p.kw) + i32(kx0) + i32(p.sw) * (i32(tw) - 1);
+}
+
+// Modes: 0 forward; 1 dx, one grid layer per stride phase (ry, rx); 2 dx with every phase
+// in the rows (m = ci·sh·sw + phase), for kernels and paddings that are multiples of the
+// stride, where all phases share one tap pattern (CLIP's patchify: 1024 phases of 3 rows).
 fn geometry(phase: u32) -> Geo {
     var g: Geo;
     let khw = i32(p.kh * p.kw);
@@ -557,17 +575,41 @@ fn geometry(phase: u32) -> Geo {
         let rx = phase % p.sw;
         let ky0 = (ry + p.ph) % p.sh;
         let kx0 = (rx + p.pw) % p.sw;
-        g.c = p.cout; g.h = p.ho; g.w = p.wo; g.m = p.cin; g.oh = p.h; g.ow = p.w;
+        g.c = p.cout; g.h = p.ho; g.w = p.wo; g.oh = p.h; g.ow = p.w;
+        g.m = select(p.cin, p.cin * p.sh * p.sw, p.mode == 2u);
         g.qh = (p.h + p.sh - 1u) / p.sh; g.qw = (p.w + p.sw - 1u) / p.sw;
         g.th = taps(p.kh, p.sh, ky0); g.tw = taps(p.kw, p.sw, kx0);
         g.gsy = 1u; g.gsx = 1u;
         g.offy = i32((ry + p.ph - ky0) / p.sh) - i32(g.th) + 1;
         g.offx = i32((rx + p.pw - kx0) / p.sw) - i32(g.tw) + 1;
-        g.wbase = (i32(ky0) + i32(p.sh) * (i32(g.th) - 1)) * i32(p.kw) + i32(kx0) + i32(p.sw) * (i32(g.tw) - 1);
+        g.wbase = phase_wbase(ry, rx, g.th, g.tw);
         g.wsm = khw; g.wsc = i32(p.cin) * khw; g.wsty = -i32(p.sh * p.kw); g.wstx = -i32(p.sw);
         g.osy = p.sh; g.ory = ry; g.osx = p.sw; g.orx = rx;
     }
+    g.obs = (g.oh * g.ow) * select(g.m, p.cin, p.mode == 2u);
     return g;
+}
+
+// First weight element of output row m.
+fn wrow(g: Geo, m: u32) -> i32 {
+    if p.mode == 2u {
+        let phases = p.sh * p.sw;
+        let ph = m % phases;
+        return phase_wbase(ph / p.sw, ph % p.sw, g.th, g.tw) + i32(m / phases) * g.wsm;
+    }
+    return g.wbase + i32(m) * g.wsm;
+}
+
+// Where output row m goes: offset of its (0, 0) pixel and its phase (ry, rx).
+fn row_out(g: Geo, m: u32) -> vec3<u32> {
+    if p.mode == 2u {
+        let phases = p.sh * p.sw;
+        let ph = m % phases;
+        let ry = ph / p.sw;
+        let rx = ph % p.sw;
+        return vec3<u32>((m / phases) * g.oh * g.ow + ry * g.ow + rx, ry, rx);
+    }
+    return vec3<u32>(m * g.oh * g.ow + g.ory * g.ow + g.orx, g.ory, g.orx);
 }
 "#;
 
@@ -630,23 +672,30 @@ fn geometry(phase: u32) -> Geo {
         s.line("}");
     }
 
-    /// Stores rows mrow..mrow+8 of a conv tile: pixels qxs.. of output row `orow`.
+    /// Stores rows mrow..mrow+8 of a conv tile. Per pixel: output offset `o` (batch and
+    /// position without the phase), output row and column `y`, `x` (idem), and liveness `l`.
     fn conv_store_fn(s: &mut Src, v: u32) {
-        s.line(format!("fn conv_store{v}(c: Acc{v}, mrow: u32, g: Geo, bi: u32, orow: u32, qxs: u32, live: bool) {{"));
-        s.line("    let ohw = g.oh * g.ow;");
-        s.line("    let rowok = live && orow < g.oh;");
+        let vecs = |name: &str, ty: &str| (0..v).map(|j| format!("{name}{j}: vec4<{ty}>")).collect::<Vec<_>>().join(", ");
+        s.line(format!(
+            "fn conv_store{v}(c: Acc{v}, mrow: u32, g: Geo, {}, {}, {}, {}) {{",
+            vecs("o", "u32"),
+            vecs("y", "u32"),
+            vecs("x", "u32"),
+            vecs("l", "bool")
+        ));
         for i in 0..8 {
             s.line(format!("    {{ let m = mrow + {i}u;"));
-            s.line("      if rowok && m < g.m {");
-            s.line("        let base = (bi * g.m + m) * ohw + orow * g.ow;");
+            s.line("      if m < g.m {");
+            s.line("        let r = row_out(g, m);");
             s.line("        let bb = select(0.0, bias[m], (p.flags & 1u) != 0u);");
             for j in 0..v {
                 s.line(format!("        {{ let t = c.c{} + bb;", i * v + j));
+                s.line(format!(
+                    "          let ok = l{j} & (y{j} + vec4<u32>(r.y) < vec4<u32>(g.oh)) & (x{j} + vec4<u32>(r.z) < vec4<u32>(g.ow));"
+                ));
+                s.line(format!("          let a = o{j} + vec4<u32>(r.x);"));
                 for e in 0..4 {
-                    let q = 4 * j + e;
-                    s.line(format!(
-                        "          {{ let qx = qxs + {q}u; let oc = qx * g.osx + g.orx; if qx < g.qw && oc < g.ow {{ dst[base + oc] = t[{e}]; }} }}"
-                    ));
+                    s.line(format!("          if ok[{e}] {{ dst[a[{e}]] = t[{e}]; }}"));
                 }
                 s.line("        }");
             }
@@ -723,7 +772,10 @@ fn geometry(phase: u32) -> Geo {
         vals.chunks(4).map(|c| format!("vec4<f32>({})", c.join(", "))).collect::<Vec<_>>().join(", ")
     }
 
-    /// A conv GEMM entry: `k3` reuses each loaded input for 3 horizontal taps (tw = 3, gsx = 1).
+    /// A conv GEMM entry. `k3`: each lane owns `tn` consecutive pixels of one output row and
+    /// reuses every loaded input for 3 horizontal taps (needs tw = 3, gsx = 1). Otherwise a
+    /// lane owns `tn` consecutive pixels of the flattened (batch, row, column) range, so short
+    /// rows (7×7 maps) waste no lanes.
     fn conv_kernel(s: &mut Src, name: &str, share: Share, wg: u32, (rm, tn): (u32, u32), k3: bool) {
         let v = tn / 4;
         let groups = rm / 8;
@@ -733,38 +785,78 @@ fn geometry(phase: u32) -> Geo {
         s.line("    let g = geometry(wid.z);");
         s.line(format!("    let m0 = wid.y * {rm}u;"));
         s.line("    let hw = g.h * g.w;");
-        s.line(format!("    let xblocks = (g.qw + {}u) / {tn}u;", tn - 1));
-        s.line("    let nblocks = p.batch * g.qh * xblocks;");
         s.line(format!("    let lane = wid.x * {wg}u + li;"));
-        s.line("    let live = lane < nblocks;");
-        s.line("    let blk = min(lane, nblocks - 1u);");
-        s.line("    let bi = blk / (g.qh * xblocks);");
-        s.line("    let rem = blk % (g.qh * xblocks);");
-        s.line("    let qy = rem / xblocks;");
-        s.line(format!("    let qxs = (rem % xblocks) * {tn}u;"));
-        s.line("    let xbase = bi * g.c * hw;");
-        s.line("    let iy0 = i32(qy * g.gsy) + g.offy;");
-        row_bases(s, share, groups, "w", "g.m", &|m| format!("g.wbase + i32({m}) * g.wsm"));
+        if k3 {
+            s.line(format!("    let xblocks = (g.qw + {}u) / {tn}u;", tn - 1));
+            s.line("    let nblocks = p.batch * g.qh * xblocks;");
+            s.line("    let live = lane < nblocks;");
+            s.line("    let blk = min(lane, nblocks - 1u);");
+            s.line("    let bi = blk / (g.qh * xblocks);");
+            s.line("    let rem = blk % (g.qh * xblocks);");
+            s.line("    let qy = rem / xblocks;");
+            s.line(format!("    let qxs = (rem % xblocks) * {tn}u;"));
+            s.line("    let xbase = bi * g.c * hw;");
+            s.line("    let iy0 = i32(qy * g.gsy) + g.offy;");
+            for j in 0..tn {
+                s.line(format!("    let po{j} = bi * g.obs + qy * g.osy * g.ow + (qxs + {j}u) * g.osx;"));
+                s.line(format!("    let py{j} = qy * g.osy;"));
+                s.line(format!("    let px{j} = (qxs + {j}u) * g.osx;"));
+                s.line(format!("    let pl{j} = live && qxs + {j}u < g.qw;"));
+            }
+        } else {
+            s.line("    let plane = g.qh * g.qw;");
+            s.line("    let ncols = p.batch * plane;");
+            s.line(format!("    let n0 = lane * {tn}u;"));
+            for j in 0..tn {
+                s.line(format!("    let pn{j} = min(n0 + {j}u, ncols - 1u);"));
+                s.line(format!("    let pb{j} = pn{j} / plane;"));
+                s.line(format!("    let pqy{j} = (pn{j} % plane) / g.qw;"));
+                s.line(format!("    let pqx{j} = pn{j} % g.qw;"));
+                s.line(format!("    let pxb{j} = pb{j} * g.c * hw;"));
+                s.line(format!("    let piy{j} = i32(pqy{j} * g.gsy) + g.offy;"));
+                s.line(format!("    let pix{j} = i32(pqx{j} * g.gsx) + g.offx;"));
+                s.line(format!("    let po{j} = pb{j} * g.obs + pqy{j} * g.osy * g.ow + pqx{j} * g.osx;"));
+                s.line(format!("    let py{j} = pqy{j} * g.osy;"));
+                s.line(format!("    let px{j} = pqx{j} * g.osx;"));
+                s.line(format!("    let pl{j} = n0 + {j}u < ncols;"));
+            }
+        }
+        if share == Share::Subgroup {
+            s.line("    let r8 = sl & 7u;");
+        }
         for gi in 0..groups {
+            match share {
+                Share::Subgroup => s.line(format!("    let w{gi} = wrow(g, min(m0 + {}u + r8, g.m - 1u));", gi * 8)),
+                Share::Loads => {
+                    for i in 0..8 {
+                        s.line(format!("    let w{gi}_{i} = wrow(g, min(m0 + {}u, g.m - 1u));", gi * 8 + i));
+                    }
+                }
+            }
             s.line(format!("    var acc{gi}: Acc{v};"));
         }
         let (width, taps): (u32, Vec<u32>) = if k3 { (tn + 2, vec![0, 1, 2]) } else { (tn, vec![0]) };
         if k3 {
             s.line("    for (var ty = 0u; ty < g.th; ty++) {");
             s.line("        let tx = 0;");
+            s.line("        let iy = iy0 + i32(ty);");
+            s.line("        let oky = iy >= 0 && iy < i32(g.h);");
+            s.line("        let rowb = xbase + u32(select(0, iy, oky)) * g.w;");
+            for u in 0..width {
+                s.line(format!("        let ix{u} = i32(qxs) + g.offx + {u};"));
+                s.line(format!("        let ok{u} = oky && ix{u} >= 0 && ix{u} < i32(g.w);"));
+                s.line(format!("        var a{u} = rowb + u32(select(0, ix{u}, ok{u}));"));
+            }
         } else {
             s.line("    for (var t = 0u; t < g.th * g.tw; t++) {");
             s.line("        let ty = t / g.tw;");
             s.line("        let tx = i32(t % g.tw);");
-        }
-        s.line("        let iy = iy0 + i32(ty);");
-        s.line("        let oky = iy >= 0 && iy < i32(g.h);");
-        s.line("        let rowb = xbase + u32(select(0, iy, oky)) * g.w;");
-        for u in 0..width {
-            let ix = if k3 { format!("i32(qxs) + g.offx + {u}") } else { format!("i32((qxs + {u}u) * g.gsx) + g.offx + tx") };
-            s.line(format!("        let ix{u} = {ix};"));
-            s.line(format!("        let ok{u} = oky && ix{u} >= 0 && ix{u} < i32(g.w);"));
-            s.line(format!("        var a{u} = rowb + u32(select(0, ix{u}, ok{u}));"));
+            for u in 0..width {
+                s.line(format!("        let iy{u} = piy{u} + i32(ty);"));
+                s.line(format!("        let ix{u} = pix{u} + tx;"));
+                s.line(format!("        let ok{u} = iy{u} >= 0 && iy{u} < i32(g.h) && ix{u} >= 0 && ix{u} < i32(g.w);"));
+                s.line(format!("        var a{u} = pxb{u} + u32(select(0, iy{u} * i32(g.w) + ix{u}, ok{u}));"));
+            }
         }
         s.line("        var wo = i32(ty) * g.wsty + tx * g.wstx;");
         s.line("        for (var c = 0u; c < g.c; c++) {");
@@ -784,9 +876,15 @@ fn geometry(phase: u32) -> Geo {
         s.line("            wo += g.wsc;");
         s.line("        }");
         s.line("    }");
-        s.line("    let orow = qy * g.osy + g.ory;");
+        let pix = |name: &str, ty: &str| {
+            (0..v)
+                .map(|j| format!("vec4<{ty}>({})", (0..4).map(|e| format!("{name}{}", 4 * j + e)).collect::<Vec<_>>().join(", ")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let args = format!("{}, {}, {}, {}", pix("po", "u32"), pix("py", "u32"), pix("px", "u32"), pix("pl", "bool"));
         for gi in 0..groups {
-            s.line(format!("    conv_store{v}(acc{gi}, m0 + {}u, g, bi, orow, qxs, live);", gi * 8));
+            s.line(format!("    conv_store{v}(acc{gi}, m0 + {}u, g, {args});", gi * 8));
         }
         s.line("}");
         s.line("");

@@ -24,8 +24,10 @@ fn case(x: [usize; 4], w: [usize; 4], stride: (usize, usize), padding: (usize, u
     Case { x, w, p: Conv2dParams { stride, padding }, bias }
 }
 
-/// Shapes covering every kernel: 3-wide stride-1 kernels (conv_k3 / dw_k3) and everything else
-/// (conv_any / dw_any), tile edges (Cout 70 > 64 rows, W 17 and 33 > 16 pixels), odd sizes.
+/// Shapes covering every kernel: 3-wide stride-1 kernels on rows of at least 12 pixels
+/// (conv_k3, dw_k3) and everything else (conv_any, dw_any), dx by stride phases and with the
+/// phases merged into rows (kernel and padding multiples of the stride), tile edges (Cout 70 >
+/// 64 rows, rows of 28 and 31 pixels = partial 16-pixel blocks), odd sizes.
 fn cases() -> Vec<Case> {
     vec![
         case([2, 3, 7, 9], [5, 3, 3, 3], (1, 1), (1, 1), true),   // odd everything, 3×3 pad 1
@@ -33,11 +35,13 @@ fn cases() -> Vec<Case> {
         case([2, 6, 7, 7], [3, 6, 4, 4], (1, 1), (0, 0), false),  // NetC's 4×4 pad 0
         case([1, 4, 7, 7], [6, 4, 5, 5], (1, 1), (2, 2), true),   // 5×5 pad 2
         case([2, 5, 9, 8], [7, 5, 3, 3], (2, 2), (1, 1), true),   // stride 2
-        case([1, 3, 16, 24], [6, 3, 8, 8], (8, 8), (0, 0), false), // patchify, CLIP's 32/32 scaled down
-        case([1, 3, 5, 17], [70, 3, 3, 3], (1, 1), (1, 1), true), // Cout over one 64-row tile, W over 16
+        case([1, 3, 17, 24], [6, 3, 8, 8], (8, 8), (0, 0), false), // patchify, CLIP's 32/32 scaled down
+        case([1, 2, 9, 11], [3, 2, 4, 4], (2, 2), (2, 2), true),   // merged phases, odd H and W
+        case([1, 3, 5, 28], [70, 3, 3, 3], (1, 1), (1, 1), true), // Cout over one 64-row tile, W 28
         case([3, 2, 4, 33], [3, 2, 3, 3], (1, 1), (0, 0), false), // 3 taps, no padding, W over 32
         case([1, 3, 8, 7], [2, 3, 3, 2], (2, 1), (0, 1), true),   // asymmetric stride and padding
         case([2, 3, 6, 5], [4, 3, 2, 3], (1, 3), (1, 0), false),  // horizontal stride 3
+        case([1, 2, 7, 14], [3, 2, 3, 3], (2, 1), (1, 1), true),  // 3-tap kernels with vertical phases
     ]
 }
 
@@ -136,7 +140,7 @@ fn conv2d_backward_matches_finite_differences() {
 #[test]
 fn conv2d_backward_matches_cpu_everywhere() {
     let mut rng = Rng::new(14);
-    for c in [case([2, 5, 9, 8], [7, 5, 3, 3], (2, 2), (1, 1), false), case([2, 4, 6, 19], [66, 4, 3, 3], (1, 1), (1, 1), false)] {
+    for c in [case([2, 5, 9, 8], [7, 5, 3, 3], (2, 2), (1, 1), false), case([2, 4, 6, 26], [66, 4, 3, 3], (1, 1), (1, 1), false)] {
         let d = data(&mut rng, &c);
         let dy = rng.vec(out_len(&c));
         let (dx, dw, _) = backward_on(gpu(), &c, &d, &dy);
