@@ -1,4 +1,8 @@
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
+
+mod commands;
 
 use ratlip::{Gpu, GpuOptions};
 
@@ -17,10 +21,41 @@ struct Cli {
 enum Command {
     /// Print the GPU adapter, backend, driver, the limits that matter and optional features.
     Info,
+    /// CLIP: prompt embeddings and image-prompt scores.
+    Clip {
+        #[command(subcommand)]
+        what: ClipWhat,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
         what: BenchWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClipWhat {
+    /// Token ids and sentence embedding of a prompt.
+    Text {
+        /// CLIP weights: a folder (config.json + model.safetensors) or a .safetensors file.
+        #[arg(long)]
+        clip: PathBuf,
+        #[arg(long)]
+        prompt: String,
+        /// Machine-readable output with full vectors.
+        #[arg(long)]
+        json: bool,
+    },
+    /// CLIP score of an image for a prompt: 100 × cosine similarity, standard preprocessing.
+    Score {
+        #[arg(long)]
+        clip: PathBuf,
+        #[arg(long)]
+        image: PathBuf,
+        #[arg(long)]
+        prompt: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -50,6 +85,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Info => {
             print!("{}", gpu()?.describe());
+        }
+        Command::Clip { what: ClipWhat::Text { clip, prompt, json } } => {
+            commands::clip::text(&gpu()?, &clip, &prompt, json)?;
+        }
+        Command::Clip { what: ClipWhat::Score { clip, image, prompt, json } } => {
+            commands::clip::score(&gpu()?, &clip, &image, &prompt, json)?;
         }
         Command::Bench { what: BenchWhat::Kernels { peak_gflops, reps } } => {
             let g = gpu()?;

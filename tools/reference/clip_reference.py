@@ -125,7 +125,18 @@ def main():
     cfg_dict = cfg.to_dict()
     with open(os.path.join(args.out, "config.json"), "w") as f:
         json.dump(cfg_dict, f, indent=1, default=str)
-    save_file(openai_names(sd, cfg), os.path.join(args.out, "openai.safetensors"))
+    # OpenAI files do not record head counts (build_model assumes 64-wide heads); ratlip's
+    # own files carry the config in the header, as this copy does.
+    ours = {"text": {"width": cfg.text_config.hidden_size, "layers": cfg.text_config.num_hidden_layers,
+                     "heads": cfg.text_config.num_attention_heads,
+                     "context_length": cfg.text_config.max_position_embeddings,
+                     "vocab_size": cfg.text_config.vocab_size},
+            "vision": {"width": cfg.vision_config.hidden_size, "layers": cfg.vision_config.num_hidden_layers,
+                       "heads": cfg.vision_config.num_attention_heads, "patch_size": cfg.vision_config.patch_size,
+                       "image_size": cfg.vision_config.image_size},
+            "embed_dim": cfg.projection_dim, "layer_norm_eps": 1e-5}
+    save_file(openai_names(sd, cfg), os.path.join(args.out, "openai.safetensors"),
+              metadata={"clip_config": json.dumps(ours)})
 
     tc, vc = cfg.text_config, cfg.vision_config
     B, T = args.batch, tc.max_position_embeddings

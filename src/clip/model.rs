@@ -1,0 +1,365 @@
+//! CLIP's towers on the engine, written to read like MODEL.md §2–§3.
+//!
+//! CLIP is frozen everywhere in ratlip: its weights enter every tape as constants, so no
+//! node is recorded for them, but gradients still flow through to the inputs (the pixels
+//! of G's image, the fused map and prompts of the mapper, the token embeddings).
+
+use std::path::Path;
+
+use crate::autograd::{Tape, Var};
+use crate::clip::config::ClipConfig;
+use crate::clip::tokenizer::eot_index;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::ops::conv2d::Conv2dParams;
+use crate::ops::elementwise::Activation;
+use crate::ops::embedding::ids_tensor;
+use crate::tensor::Tensor;
+use crate::weights::clip_names::{detect, hf_to_openai, ClipNaming};
+use crate::weights::{HostTensor, WeightFile};
+
+fn upload(gpu: &Gpu, t: HostTensor) -> Result<Tensor> {
+    Tensor::from_slice(gpu, &t.shape, &t.data)
+}
+
+/// nn.Linear weights: `w` is [out, in], as PyTorch stores them.
+pub struct Linear {
+    pub w: Tensor,
+    pub b: Tensor,
+}
+
+impl Linear {
+    fn forward(&self, tape: &Tape, x: &Var) -> Result<Var> {
+        tape.linear(x, &tape.constant(self.w.clone()), Some(&tape.constant(self.b.clone())))
+    }
+}
+
+pub struct LayerNorm {
+    pub w: Tensor,
+    pub b: Tensor,
+    pub eps: f32,
+}
+
+impl LayerNorm {
+    fn forward(&self, tape: &Tape, x: &Var) -> Result<Var> {
+        tape.layer_norm(x, &tape.constant(self.w.clone()), &tape.constant(self.b.clone()), self.eps)
+    }
+}
+
+/// x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)), mlp = c_fc → QuickGELU → c_proj.
+pub struct ResidualBlock {
+    ln_1: LayerNorm,
+    // in_proj [3w, w] is split into q, k, v at load time: three matmuls, no slicing kernel.
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out_proj: Linear,
+    ln_2: LayerNorm,
+    c_fc: Linear,
+    c_proj: Linear,
+    heads: usize,
+}
+
+impl ResidualBlock {
+    pub fn forward(&self, tape: &Tape, x: &Var, causal: bool) -> Result<Var> {
+        let h = self.ln_1.forward(tape, x)?;
+        let (q, k, v) = (self.q.forward(tape, &h)?, self.k.forward(tape, &h)?, self.v.forward(tape, &h)?);
+        let a = tape.attention(&q, &k, &v, self.heads, causal)?;
+        let x = tape.add(x, &self.out_proj.forward(tape, &a)?)?;
+        let h = self.ln_2.forward(tape, &x)?;
+        let h = tape.activation(&self.c_fc.forward(tape, &h)?, Activation::QuickGelu)?;
+        tape.add(&x, &self.c_proj.forward(tape, &h)?)
+    }
+}
+
+/// Pulls tensors out of an OpenAI-named weight file, checking every shape.
+struct Loader<'a> {
+    gpu: &'a Gpu,
+    w: &'a mut WeightFile,
+    prefix: &'a str,
+}
+
+impl Loader<'_> {
+    fn host(&mut self, name: &str, shape: &[usize]) -> Result<HostTensor> {
+        self.w.take(&format!("{}{name}", self.prefix), shape)
+    }
+    fn tensor(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let h = self.host(name, shape)?;
+        upload(self.gpu, h)
+    }
+    fn linear(&mut self, name: &str, out: usize, inp: usize) -> Result<Linear> {
+        Ok(Linear { w: self.tensor(&format!("{name}.weight"), &[out, inp])?, b: self.tensor(&format!("{name}.bias"), &[out])? })
+    }
+    fn layer_norm(&mut self, name: &str, width: usize, eps: f32) -> Result<LayerNorm> {
+        Ok(LayerNorm { w: self.tensor(&format!("{name}.weight"), &[width])?, b: self.tensor(&format!("{name}.bias"), &[width])?, eps })
+    }
+    fn block(&mut self, name: &str, width: usize, heads: usize, eps: f32) -> Result<ResidualBlock> {
+        let w = self.host(&format!("{name}.attn.in_proj_weight"), &[3 * width, width])?;
+        let b = self.host(&format!("{name}.attn.in_proj_bias"), &[3 * width])?;
+        let part = |i: usize| -> Result<Linear> {
+            let rows = w.data[i * width * width..(i + 1) * width * width].to_vec();
+            let bias = b.data[i * width..(i + 1) * width].to_vec();
+            Ok(Linear {
+                w: Tensor::from_slice(self.gpu, &[width, width], &rows)?,
+                b: Tensor::from_slice(self.gpu, &[width], &bias)?,
+            })
+        };
+        Ok(ResidualBlock {
+            ln_1: self.layer_norm(&format!("{name}.ln_1"), width, eps)?,
+            q: part(0)?,
+            k: part(1)?,
+            v: part(2)?,
+            out_proj: self.linear(&format!("{name}.attn.out_proj"), width, width)?,
+            ln_2: self.layer_norm(&format!("{name}.ln_2"), width, eps)?,
+            c_fc: self.linear(&format!("{name}.mlp.c_fc"), 4 * width, width)?,
+            c_proj: self.linear(&format!("{name}.mlp.c_proj"), width, 4 * width)?,
+            heads,
+        })
+    }
+}
+
+pub struct TextEncoder {
+    token_embedding: Tensor,
+    positional_embedding: Tensor,
+    blocks: Vec<ResidualBlock>,
+    ln_final: LayerNorm,
+    /// [width, embed]: sent_emb = x[eot] @ text_projection.
+    text_projection: Tensor,
+}
+
+pub struct VisionEncoder {
+    /// [width, 3, patch, patch], no bias.
+    conv1: Tensor,
+    class_embedding: Tensor,
+    positional_embedding: Tensor,
+    ln_pre: LayerNorm,
+    pub blocks: Vec<ResidualBlock>,
+    ln_post: LayerNorm,
+    /// [width, embed].
+    proj: Tensor,
+}
+
+pub struct Clip {
+    pub config: ClipConfig,
+    pub text: TextEncoder,
+    pub vision: VisionEncoder,
+    pub gpu: Gpu,
+}
+
+/// The text tower's outputs.
+pub struct TextOutput {
+    /// [B, embed]: the EOT row of the final layer norm's output @ text_projection.
+    pub sent_emb: Var,
+    /// [B, context, width]: every token's final hidden state.
+    pub word_embs: Var,
+}
+
+/// The image tower's outputs as the discriminator uses them.
+pub struct ImageOutput {
+    /// [B, n_selected, width, grid, grid]: token maps after the selected blocks, class token
+    /// dropped.
+    pub features: Var,
+    /// [B, embed]: ln_post(class token) @ proj.
+    pub embedding: Var,
+}
+
+impl Clip {
+    /// Loads CLIP from a folder (config.json + model.safetensors) or one safetensors file,
+    /// with Hugging Face or OpenAI names. `prefix` selects CLIP inside a larger file.
+    pub fn load(gpu: &Gpu, path: &Path) -> Result<Clip> {
+        let (file, config_json) = if path.is_dir() {
+            let cfg = path.join("config.json");
+            let text = if cfg.exists() {
+                Some(std::fs::read_to_string(&cfg).map_err(|e| Error::Other(format!("reading {}: {e}", cfg.display())))?)
+            } else {
+                None
+            };
+            (path.join("model.safetensors"), text)
+        } else {
+            (path.to_path_buf(), None)
+        };
+        if !file.exists() {
+            return Err(Error::Other(format!(
+                "no CLIP weights at {} (give a folder with config.json + model.safetensors, or a .safetensors file)",
+                file.display()
+            )));
+        }
+        let w = WeightFile::load(&file)?;
+        let mut w = match detect(&w, "")? {
+            ClipNaming::HuggingFace => hf_to_openai(w)?,
+            ClipNaming::OpenAi => w,
+        };
+        let config = match config_json {
+            Some(text) => ClipConfig::from_hf_json(&text)?,
+            None => match w.metadata.get("clip_config") {
+                Some(j) => serde_json::from_str(j).map_err(|e| Error::Other(format!("{}: bad clip_config metadata: {e}", file.display())))?,
+                None => ClipConfig::infer_openai(&w, "")?,
+            },
+        };
+        w.take_any("logit_scale");
+        let clip = Clip::from_weights(gpu, &mut w, "", config)?;
+        w.finish()?;
+        Ok(clip)
+    }
+
+    /// Builds CLIP from OpenAI-named tensors under `prefix`, taking them out of `w`.
+    pub fn from_weights(gpu: &Gpu, w: &mut WeightFile, prefix: &str, config: ClipConfig) -> Result<Clip> {
+        config.validate()?;
+        let eps = config.layer_norm_eps;
+        let (t, v, e) = (&config.text, &config.vision, config.embed_dim);
+        let mut l = Loader { gpu, w, prefix };
+        let text = TextEncoder {
+            token_embedding: l.tensor("token_embedding.weight", &[t.vocab_size, t.width])?,
+            positional_embedding: l.tensor("positional_embedding", &[t.context_length, t.width])?,
+            blocks: (0..t.layers)
+                .map(|i| l.block(&format!("transformer.resblocks.{i}"), t.width, t.heads, eps))
+                .collect::<Result<_>>()?,
+            ln_final: l.layer_norm("ln_final", t.width, eps)?,
+            text_projection: l.tensor("text_projection", &[t.width, e])?,
+        };
+        let tokens = v.grid() * v.grid() + 1;
+        let vision = VisionEncoder {
+            conv1: l.tensor("visual.conv1.weight", &[v.width, 3, v.patch_size, v.patch_size])?,
+            class_embedding: l.tensor("visual.class_embedding", &[v.width])?,
+            positional_embedding: l.tensor("visual.positional_embedding", &[tokens, v.width])?,
+            ln_pre: l.layer_norm("visual.ln_pre", v.width, eps)?,
+            blocks: (0..v.layers)
+                .map(|i| l.block(&format!("visual.transformer.resblocks.{i}"), v.width, v.heads, eps))
+                .collect::<Result<_>>()?,
+            ln_post: l.layer_norm("visual.ln_post", v.width, eps)?,
+            proj: l.tensor("visual.proj", &[v.width, e])?,
+        };
+        Ok(Clip { config, text, vision, gpu: gpu.clone() })
+    }
+
+    /// Token embeddings for `ids` ([B][context] each): the input of the text transformer
+    /// before positions are added.
+    pub fn embed_tokens(&self, tape: &Tape, ids: &[Vec<u32>]) -> Result<Var> {
+        let t = &self.config.text;
+        let b = ids.len();
+        for (i, row) in ids.iter().enumerate() {
+            if row.len() != t.context_length {
+                return Err(Error::shape("encode_text", format!("prompt {i} has {} ids, expected {}", row.len(), t.context_length)));
+            }
+        }
+        let flat: Vec<u32> = ids.iter().flatten().copied().collect();
+        let ids = ids_tensor(&self.gpu, &[b, t.context_length], &flat, t.vocab_size)?;
+        tape.embedding(&tape.constant(self.text.token_embedding.clone()), &ids)
+    }
+
+    /// Text tower from token ids. The EOT token is the largest id in each row (MODEL.md §2).
+    pub fn encode_text(&self, tape: &Tape, ids: &[Vec<u32>]) -> Result<TextOutput> {
+        let x = self.embed_tokens(tape, ids)?;
+        let eot: Vec<usize> = ids.iter().map(|r| eot_index(r)).collect();
+        self.encode_text_embeddings(tape, &x, &eot)
+    }
+
+    /// Text tower from token embeddings `x` [B, context, width] (so gradients w.r.t. the
+    /// embeddings can be taken), reading the sentence embedding at `eot[b]`.
+    pub fn encode_text_embeddings(&self, tape: &Tape, x: &Var, eot: &[usize]) -> Result<TextOutput> {
+        let t = &self.config.text;
+        let b = x.shape()[0];
+        let pos = tape.constant(self.text.positional_embedding.clone());
+        let mut x = tape.add_b(x, &pos)?;
+        for block in &self.text.blocks {
+            x = block.forward(tape, &x, true)?;
+        }
+        let word_embs = self.text.ln_final.forward(tape, &x)?;
+        // The EOT rows, gathered as an embedding lookup into the [B·T, width] table.
+        let rows: Vec<u32> = eot.iter().enumerate().map(|(i, &e)| (i * t.context_length + e) as u32).collect();
+        let table = tape.reshape(&word_embs, &[b * t.context_length, t.width])?;
+        let at = ids_tensor(&self.gpu, &[b], &rows, b * t.context_length)?;
+        let pooled = tape.embedding(&table, &at)?;
+        let sent_emb = tape.matmul(&pooled, &tape.constant(self.text.text_projection.clone()), false, false)?;
+        Ok(TextOutput { sent_emb, word_embs })
+    }
+
+    /// Class token + positions + ln_pre on patch tokens [B, width, grid, grid].
+    fn vision_stem(&self, tape: &Tape, patches: &Var) -> Result<Var> {
+        let v = &self.config.vision;
+        let b = patches.shape()[0];
+        let g2 = v.grid() * v.grid();
+        let x = tape.reshape(patches, &[b, v.width, g2])?;
+        let x = tape.permute(&x, &[0, 2, 1])?;
+        let cls = tape.constant(self.vision.class_embedding.reshape(&[1, 1, v.width])?);
+        let cls = tape.expand(&cls, &[b, 1, v.width])?;
+        let x = tape.concat(&[&cls, &x], 1)?;
+        let x = tape.add_b(&x, &tape.constant(self.vision.positional_embedding.clone()))?;
+        self.vision.ln_pre.forward(tape, &x)
+    }
+
+    /// Tokens [B, 1 + grid², width] → patch tokens as a map [B, width, grid, grid].
+    fn tokens_to_map(&self, tape: &Tape, x: &Var) -> Result<Var> {
+        let v = &self.config.vision;
+        let b = x.shape()[0];
+        let g2 = v.grid() * v.grid();
+        let p = tape.slice(x, 1, 1, g2)?;
+        let p = tape.permute(&p, &[0, 2, 1])?;
+        tape.reshape(&p, &[b, v.width, v.grid(), v.grid()])
+    }
+
+    /// Image tower on normalised pixels [B, 3, S, S] (S = image_size): the token maps after
+    /// the blocks in `selected` (0-based) and the projected image embedding.
+    pub fn encode_image(&self, tape: &Tape, pixels: &Var, selected: &[usize]) -> Result<ImageOutput> {
+        let v = &self.config.vision;
+        let s = pixels.shape();
+        if s.len() != 4 || s[1] != 3 || s[2] != v.image_size || s[3] != v.image_size {
+            return Err(Error::shape("encode_image", format!("pixels {s:?}, expected [B, 3, {0}, {0}]", v.image_size)));
+        }
+        if let Some(&bad) = selected.iter().find(|&&i| i >= v.layers) {
+            return Err(Error::shape("encode_image", format!("block {bad} selected but CLIP has {} blocks", v.layers)));
+        }
+        let b = s[0];
+        let conv = Conv2dParams { stride: (v.patch_size, v.patch_size), padding: (0, 0) };
+        let patches = tape.conv2d(pixels, &tape.constant(self.vision.conv1.clone()), None, conv)?;
+        let mut x = self.vision_stem(tape, &patches)?;
+        let mut maps = Vec::new();
+        for (i, block) in self.vision.blocks.iter().enumerate() {
+            x = block.forward(tape, &x, false)?;
+            if selected.contains(&i) {
+                maps.push(self.tokens_to_map(tape, &x)?);
+            }
+        }
+        let refs: Vec<&Var> = maps.iter().collect();
+        let features = if refs.is_empty() {
+            tape.constant(Tensor::zeros(&self.gpu, &[b, 0, v.width, v.grid(), v.grid()])?)
+        } else {
+            let stacked: Vec<Var> =
+                refs.iter().map(|m| tape.reshape(m, &[b, 1, v.width, v.grid(), v.grid()])).collect::<Result<_>>()?;
+            tape.concat(&stacked.iter().collect::<Vec<_>>(), 1)?
+        };
+        let cls = tape.slice(&x, 1, 0, 1)?;
+        let cls = tape.reshape(&cls, &[b, v.width])?;
+        let cls = self.vision.ln_post.forward(tape, &cls)?;
+        let embedding = tape.matmul(&cls, &tape.constant(self.vision.proj.clone()), false, false)?;
+        Ok(ImageOutput { features, embedding })
+    }
+
+    /// The mapper inside G (MODEL.md §3): the fused map [B, width, grid, grid] is the patch
+    /// embedding; prompt p ([B, P, width]) joins block p+1 as one extra token that is dropped
+    /// after it. No ln_post. Returns [B, width, grid, grid].
+    pub fn map(&self, tape: &Tape, fused: &Var, prompts: &Var) -> Result<Var> {
+        let v = &self.config.vision;
+        let b = fused.shape()[0];
+        let n_prompts = prompts.shape()[1];
+        if fused.shape() != [b, v.width, v.grid(), v.grid()] {
+            return Err(Error::shape("clip mapper", format!("fused map {:?}, expected [B, {}, {2}, {2}]", fused.shape(), v.width, v.grid())));
+        }
+        if prompts.shape() != [b, n_prompts, v.width] || n_prompts >= v.layers {
+            return Err(Error::shape("clip mapper", format!("prompts {:?} for {} blocks of width {}", prompts.shape(), v.layers, v.width)));
+        }
+        let tokens = v.grid() * v.grid() + 1;
+        let mut x = self.vision_stem(tape, fused)?;
+        for (i, block) in self.vision.blocks.iter().enumerate() {
+            if (1..=n_prompts).contains(&i) {
+                let p = tape.slice(prompts, 1, i - 1, 1)?;
+                let with = tape.concat(&[&x, &p], 1)?;
+                let out = block.forward(tape, &with, false)?;
+                x = tape.slice(&out, 1, 0, tokens)?;
+            } else {
+                x = block.forward(tape, &x, false)?;
+            }
+        }
+        self.tokens_to_map(tape, &x)
+    }
+}

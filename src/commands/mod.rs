@@ -1,0 +1,3 @@
+//! What each CLI subcommand does; `main.rs` only parses arguments and reports errors.
+
+pub mod clip;
