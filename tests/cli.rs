@@ -16,7 +16,7 @@ fn ratlip(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
 fn help_lists_the_commands() {
     let (code, out, _) = ratlip(&["--help"], &[]);
     assert_eq!(code, 0);
-    for cmd in ["info", "bench"] {
+    for cmd in ["info", "clip", "bench"] {
         assert!(out.contains(cmd), "{out}");
     }
 }
@@ -49,4 +49,88 @@ fn no_adapter_says_how_to_get_one() {
     assert_eq!(code, 1);
     assert!(err.contains("no GPU adapter found") && err.contains("mesa-vulkan-drivers"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// The tiny CLIP fixture with a full 49,408-token vocabulary (the bundled tokenizer's ids),
+/// written as an OpenAI-named file with ratlip's config metadata.
+fn clip_with_full_vocab() -> std::path::PathBuf {
+    use ratlip::weights::{save_safetensors, HostTensor, WeightFile};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut w = WeightFile::load(&root.join("tests/fixtures/clip_tiny/openai.safetensors")).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(&w.metadata["clip_config"]).unwrap();
+    cfg["text"]["vocab_size"] = 49408.into();
+    let width = cfg["text"]["width"].as_u64().unwrap() as usize;
+    let names: Vec<String> = w.names().map(String::from).collect();
+    let mut tensors = std::collections::BTreeMap::new();
+    for n in names {
+        let t = w.take_any(&n).unwrap();
+        tensors.insert(n, t);
+    }
+    let emb: Vec<f32> = (0..49408 * width).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.1).collect();
+    tensors.insert("token_embedding.weight".into(), HostTensor::new(vec![49408, width], emb));
+    // One file per call: the tests run in parallel threads.
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("ratlip-cli-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("clip.safetensors");
+    let mut meta = std::collections::HashMap::new();
+    meta.insert("clip_config".to_string(), cfg.to_string());
+    save_safetensors(&path, &tensors, &meta).unwrap();
+    path
+}
+
+#[test]
+fn clip_text_prints_ids_and_embedding_and_reports_truncation() {
+    let clip = clip_with_full_vocab();
+    let clip = clip.to_str().unwrap();
+    let (code, out, err) = ratlip(&["clip", "text", "--clip", clip, "--prompt", "a photo of a cat", "--json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ids: Vec<u64> = v["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+    assert_eq!(&ids[..7], &[49406, 320, 1125, 539, 320, 2368, 49407]);
+    assert_eq!(ids.len(), 77);
+    assert_eq!(v["sent_emb"].as_array().unwrap().len(), 24);
+    assert_eq!(v["truncated"], false);
+
+    let long = "a very long prompt about a small bird with red wings ".repeat(10);
+    let (code, out, err) = ratlip(&["clip", "text", "--clip", clip, "--prompt", &long, "--json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("truncated"), "the user is told: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["truncated"], true);
+    assert_eq!(v["ids"][76], 49407, "EOS kept last");
+
+    let (code, out, _) = ratlip(&["clip", "text", "--clip", clip, "--prompt", "a photo of a cat"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("49406") && out.contains("sentence embedding [24]"), "{out}");
+}
+
+#[test]
+fn clip_score_is_100_times_the_cosine() {
+    let clip = clip_with_full_vocab();
+    let img = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/preprocess/landscape.png");
+    let args = ["clip", "score", "--clip", clip.to_str().unwrap(), "--image", img.to_str().unwrap(), "--prompt", "a bird", "--json"];
+    let (code, out, err) = ratlip(&args, &[]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let vec = |k: &str| -> Vec<f64> { v[k].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect() };
+    let (a, b) = (vec("image_emb"), vec("sent_emb"));
+    let cos = a.iter().zip(&b).map(|(x, y)| x * y).sum::<f64>()
+        / (a.iter().map(|x| x * x).sum::<f64>().sqrt() * b.iter().map(|x| x * x).sum::<f64>().sqrt());
+    let score = v["score"].as_f64().unwrap();
+    assert!((score - 100.0 * cos).abs() < 1e-3, "{score} vs {}", 100.0 * cos);
+}
+
+#[test]
+fn bad_clip_files_are_clear_errors() {
+    let (code, _, err) = ratlip(&["clip", "text", "--clip", "/nonexistent/clip", "--prompt", "x"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("/nonexistent/clip") && !err.contains("panicked"), "{err}");
+    let good = std::fs::read(clip_with_full_vocab()).unwrap();
+    let cut = std::env::temp_dir().join(format!("ratlip-cut-{}.safetensors", std::process::id()));
+    std::fs::write(&cut, &good[..good.len() / 3]).unwrap();
+    let (code, _, err) = ratlip(&["clip", "text", "--clip", cut.to_str().unwrap(), "--prompt", "x"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("truncated") && !err.contains("panicked"), "{err}");
 }
