@@ -61,6 +61,16 @@ enum ClipWhat {
 
 #[derive(Subcommand)]
 enum BenchWhat {
+    /// CLIP prompts/s and images/s (compare: tools/reference/clip_bench.py).
+    Clip {
+        /// CLIP weights: a folder (config.json + model.safetensors) or a .safetensors file.
+        #[arg(long)]
+        clip: PathBuf,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+    },
     /// Matmul and conv2d forward/backward at the model's shapes: ms, GFLOP/s, % of peak.
     Kernels {
         /// Peak GFLOP/s of the device used for the % column (default: estimated).
@@ -91,6 +101,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Clip { what: ClipWhat::Score { clip, image, prompt, json } } => {
             commands::clip::score(&gpu()?, &clip, &image, &prompt, json)?;
+        }
+        Command::Bench { what: BenchWhat::Clip { clip, batch, reps } } => {
+            let g = gpu()?;
+            let model = ratlip::clip::model::Clip::load(&g, &clip)?;
+            let r = ratlip::bench::clip::rates(&model, batch, reps)?;
+            println!("adapter: {}", g.adapter_info().name);
+            println!(
+                "text:  {:.2} prompts/s at batch {} ({:.1} GFLOP/s, {:.2} GFLOP per prompt)",
+                r.prompts_per_s, r.batch, r.prompts_per_s * r.gflop_per_prompt, r.gflop_per_prompt
+            );
+            println!(
+                "image: {:.2} images/s at batch {} ({:.1} GFLOP/s, {:.2} GFLOP per image)",
+                r.images_per_s, r.batch, r.images_per_s * r.gflop_per_image, r.gflop_per_image
+            );
         }
         Command::Bench { what: BenchWhat::Kernels { peak_gflops, reps } } => {
             let g = gpu()?;

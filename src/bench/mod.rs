@@ -9,6 +9,7 @@ use std::time::Instant;
 use crate::error::Result;
 use crate::gpu::Gpu;
 
+pub mod clip;
 pub mod conv;
 pub mod matmul;
 
