@@ -2,7 +2,7 @@
 //   RATLIP_REGEN_SHADERS=1 cargo test --test kernels conv2d_shaders
 // conv2d_portable.wgsl: small register tiles, every lane loads its own rows; for any device.
 //   conv_*  tensors [src, weight, bias, out]: forward (mode 0, src = x) or dx (mode 1, src = dy)
-//   dw_*    tensors [x, out, dy]: dw, or split-K partial sums of it (z = split)
+//   dw_*    tensors [x, out, dy]: dw, or partial sums of it over slices of Ho
 //
 
 struct Params {
@@ -324,8 +324,10 @@ fn dw_store1(c: Acc1, mrow: u32, n0: u32, ncol: u32, live: bool, z: u32) {
 
 @compute @workgroup_size(64)
 fn conv_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let g = geometry(wid.z);
-    let m0 = wid.y * 8u;
+    let rows = select(select(p.cin, p.cin * p.sh * p.sw, p.mode == 2u), p.cout, p.mode == 0u);
+    let mtiles = (rows + 7u) / 8u;
+    let g = geometry(wid.y / mtiles);
+    let m0 = (wid.y % mtiles) * 8u;
     let hw = g.h * g.w;
     let lane = wid.x * 64u + li;
     let plane = g.qh * g.qw;
@@ -425,12 +427,14 @@ fn dw_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     let m0 = wid.y * 8u;
     let khw = p.kh * p.kw;
     let ncol = p.cin * khw;
-    let n0 = (wid.x * 64u + li) * 4u;
+    let xt = (p.cin * khw + 255u) / 256;
+    let z = wid.x / xt;
+    let n0 = ((wid.x % xt) * 64u + li) * 4u;
     let live = n0 < ncol;
     let hw = p.h * p.w;
     let howo = p.ho * p.wo;
-    let oyb = wid.z * p.ho / p.splits;
-    let oye = (wid.z + 1u) * p.ho / p.splits;
+    let oyb = z * p.ho / p.splits;
+    let oye = (z + 1u) * p.ho / p.splits;
     let col0 = min(n0 + 0u, ncol - 1u);
     let ky0 = i32((col0 % khw) / p.kw) - i32(p.ph);
     let kx0 = i32(col0 % p.kw) - i32(p.pw);
@@ -493,6 +497,6 @@ fn dw_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
             }
         }
     }
-    dw_store1(acc0, m0 + 0u, n0, ncol, live, wid.z);
+    dw_store1(acc0, m0 + 0u, n0, ncol, live, z);
 }
 

@@ -2,7 +2,7 @@
 //   RATLIP_REGEN_SHADERS=1 cargo test --test kernels conv2d_shaders
 // conv2d_sg.wgsl: large register tiles; weight (conv) or dy (dw) rows are shared by
 //   conv_*  tensors [src, weight, bias, out]: forward (mode 0, src = x) or dx (mode 1, src = dy)
-//   dw_*    tensors [x, out, dy]: dw, or split-K partial sums of it (z = split)
+//   dw_*    tensors [x, out, dy]: dw, or partial sums of it over slices of Ho
 // subgroupBroadcast, so this needs subgroups of at least 8 lanes.
 
 struct Params {
@@ -1064,8 +1064,10 @@ fn dw_store4(c: Acc4, mrow: u32, n0: u32, ncol: u32, live: bool, z: u32) {
 
 @compute @workgroup_size(8)
 fn conv_k3(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) sl: u32) {
-    let g = geometry(wid.z);
-    let m0 = wid.y * 64u;
+    let rows = select(select(p.cin, p.cin * p.sh * p.sw, p.mode == 2u), p.cout, p.mode == 0u);
+    let mtiles = (rows + 63u) / 64u;
+    let g = geometry(wid.y / mtiles);
+    let m0 = (wid.y % mtiles) * 64u;
     let hw = g.h * g.w;
     let lane = wid.x * 8u + li;
     let xblocks = (g.qw + 15u) / 16u;
@@ -1295,8 +1297,10 @@ fn conv_k3(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
 
 @compute @workgroup_size(8)
 fn conv_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) sl: u32) {
-    let g = geometry(wid.z);
-    let m0 = wid.y * 32u;
+    let rows = select(select(p.cin, p.cin * p.sh * p.sw, p.mode == 2u), p.cout, p.mode == 0u);
+    let mtiles = (rows + 63u) / 64u;
+    let g = geometry(wid.y / mtiles);
+    let m0 = (wid.y % mtiles) * 64u;
     let hw = g.h * g.w;
     let lane = wid.x * 8u + li;
     let plane = g.qh * g.qw;
@@ -1487,6 +1491,14 @@ fn conv_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     var acc2: Acc4;
     let w3 = wrow(g, min(m0 + 24u + r8, g.m - 1u));
     var acc3: Acc4;
+    let w4 = wrow(g, min(m0 + 32u + r8, g.m - 1u));
+    var acc4: Acc4;
+    let w5 = wrow(g, min(m0 + 40u + r8, g.m - 1u));
+    var acc5: Acc4;
+    let w6 = wrow(g, min(m0 + 48u + r8, g.m - 1u));
+    var acc6: Acc4;
+    let w7 = wrow(g, min(m0 + 56u + r8, g.m - 1u));
+    var acc7: Acc4;
     for (var t = 0u; t < g.th * g.tw; t++) {
         let ty = t / g.tw;
         let tx = i32(t % g.tw);
@@ -1592,6 +1604,10 @@ fn conv_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
             acc1 = mac4(acc1, wt[u32(w1 + wo)], vec4<f32>(v0, v1, v2, v3), vec4<f32>(v4, v5, v6, v7), vec4<f32>(v8, v9, v10, v11), vec4<f32>(v12, v13, v14, v15));
             acc2 = mac4(acc2, wt[u32(w2 + wo)], vec4<f32>(v0, v1, v2, v3), vec4<f32>(v4, v5, v6, v7), vec4<f32>(v8, v9, v10, v11), vec4<f32>(v12, v13, v14, v15));
             acc3 = mac4(acc3, wt[u32(w3 + wo)], vec4<f32>(v0, v1, v2, v3), vec4<f32>(v4, v5, v6, v7), vec4<f32>(v8, v9, v10, v11), vec4<f32>(v12, v13, v14, v15));
+            acc4 = mac4(acc4, wt[u32(w4 + wo)], vec4<f32>(v0, v1, v2, v3), vec4<f32>(v4, v5, v6, v7), vec4<f32>(v8, v9, v10, v11), vec4<f32>(v12, v13, v14, v15));
+            acc5 = mac4(acc5, wt[u32(w5 + wo)], vec4<f32>(v0, v1, v2, v3), vec4<f32>(v4, v5, v6, v7), vec4<f32>(v8, v9, v10, v11), vec4<f32>(v12, v13, v14, v15));
+            acc6 = mac4(acc6, wt[u32(w6 + wo)], vec4<f32>(v0, v1, v2, v3), vec4<f32>(v4, v5, v6, v7), vec4<f32>(v8, v9, v10, v11), vec4<f32>(v12, v13, v14, v15));
+            acc7 = mac4(acc7, wt[u32(w7 + wo)], vec4<f32>(v0, v1, v2, v3), vec4<f32>(v4, v5, v6, v7), vec4<f32>(v8, v9, v10, v11), vec4<f32>(v12, v13, v14, v15));
             wo += g.wsc;
         }
     }
@@ -1599,6 +1615,10 @@ fn conv_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     conv_store4(acc1, m0 + 8u, g, vec4<u32>(po0, po1, po2, po3), vec4<u32>(po4, po5, po6, po7), vec4<u32>(po8, po9, po10, po11), vec4<u32>(po12, po13, po14, po15), vec4<u32>(py0, py1, py2, py3), vec4<u32>(py4, py5, py6, py7), vec4<u32>(py8, py9, py10, py11), vec4<u32>(py12, py13, py14, py15), vec4<u32>(px0, px1, px2, px3), vec4<u32>(px4, px5, px6, px7), vec4<u32>(px8, px9, px10, px11), vec4<u32>(px12, px13, px14, px15), vec4<bool>(pl0, pl1, pl2, pl3), vec4<bool>(pl4, pl5, pl6, pl7), vec4<bool>(pl8, pl9, pl10, pl11), vec4<bool>(pl12, pl13, pl14, pl15));
     conv_store4(acc2, m0 + 16u, g, vec4<u32>(po0, po1, po2, po3), vec4<u32>(po4, po5, po6, po7), vec4<u32>(po8, po9, po10, po11), vec4<u32>(po12, po13, po14, po15), vec4<u32>(py0, py1, py2, py3), vec4<u32>(py4, py5, py6, py7), vec4<u32>(py8, py9, py10, py11), vec4<u32>(py12, py13, py14, py15), vec4<u32>(px0, px1, px2, px3), vec4<u32>(px4, px5, px6, px7), vec4<u32>(px8, px9, px10, px11), vec4<u32>(px12, px13, px14, px15), vec4<bool>(pl0, pl1, pl2, pl3), vec4<bool>(pl4, pl5, pl6, pl7), vec4<bool>(pl8, pl9, pl10, pl11), vec4<bool>(pl12, pl13, pl14, pl15));
     conv_store4(acc3, m0 + 24u, g, vec4<u32>(po0, po1, po2, po3), vec4<u32>(po4, po5, po6, po7), vec4<u32>(po8, po9, po10, po11), vec4<u32>(po12, po13, po14, po15), vec4<u32>(py0, py1, py2, py3), vec4<u32>(py4, py5, py6, py7), vec4<u32>(py8, py9, py10, py11), vec4<u32>(py12, py13, py14, py15), vec4<u32>(px0, px1, px2, px3), vec4<u32>(px4, px5, px6, px7), vec4<u32>(px8, px9, px10, px11), vec4<u32>(px12, px13, px14, px15), vec4<bool>(pl0, pl1, pl2, pl3), vec4<bool>(pl4, pl5, pl6, pl7), vec4<bool>(pl8, pl9, pl10, pl11), vec4<bool>(pl12, pl13, pl14, pl15));
+    conv_store4(acc4, m0 + 32u, g, vec4<u32>(po0, po1, po2, po3), vec4<u32>(po4, po5, po6, po7), vec4<u32>(po8, po9, po10, po11), vec4<u32>(po12, po13, po14, po15), vec4<u32>(py0, py1, py2, py3), vec4<u32>(py4, py5, py6, py7), vec4<u32>(py8, py9, py10, py11), vec4<u32>(py12, py13, py14, py15), vec4<u32>(px0, px1, px2, px3), vec4<u32>(px4, px5, px6, px7), vec4<u32>(px8, px9, px10, px11), vec4<u32>(px12, px13, px14, px15), vec4<bool>(pl0, pl1, pl2, pl3), vec4<bool>(pl4, pl5, pl6, pl7), vec4<bool>(pl8, pl9, pl10, pl11), vec4<bool>(pl12, pl13, pl14, pl15));
+    conv_store4(acc5, m0 + 40u, g, vec4<u32>(po0, po1, po2, po3), vec4<u32>(po4, po5, po6, po7), vec4<u32>(po8, po9, po10, po11), vec4<u32>(po12, po13, po14, po15), vec4<u32>(py0, py1, py2, py3), vec4<u32>(py4, py5, py6, py7), vec4<u32>(py8, py9, py10, py11), vec4<u32>(py12, py13, py14, py15), vec4<u32>(px0, px1, px2, px3), vec4<u32>(px4, px5, px6, px7), vec4<u32>(px8, px9, px10, px11), vec4<u32>(px12, px13, px14, px15), vec4<bool>(pl0, pl1, pl2, pl3), vec4<bool>(pl4, pl5, pl6, pl7), vec4<bool>(pl8, pl9, pl10, pl11), vec4<bool>(pl12, pl13, pl14, pl15));
+    conv_store4(acc6, m0 + 48u, g, vec4<u32>(po0, po1, po2, po3), vec4<u32>(po4, po5, po6, po7), vec4<u32>(po8, po9, po10, po11), vec4<u32>(po12, po13, po14, po15), vec4<u32>(py0, py1, py2, py3), vec4<u32>(py4, py5, py6, py7), vec4<u32>(py8, py9, py10, py11), vec4<u32>(py12, py13, py14, py15), vec4<u32>(px0, px1, px2, px3), vec4<u32>(px4, px5, px6, px7), vec4<u32>(px8, px9, px10, px11), vec4<u32>(px12, px13, px14, px15), vec4<bool>(pl0, pl1, pl2, pl3), vec4<bool>(pl4, pl5, pl6, pl7), vec4<bool>(pl8, pl9, pl10, pl11), vec4<bool>(pl12, pl13, pl14, pl15));
+    conv_store4(acc7, m0 + 56u, g, vec4<u32>(po0, po1, po2, po3), vec4<u32>(po4, po5, po6, po7), vec4<u32>(po8, po9, po10, po11), vec4<u32>(po12, po13, po14, po15), vec4<u32>(py0, py1, py2, py3), vec4<u32>(py4, py5, py6, py7), vec4<u32>(py8, py9, py10, py11), vec4<u32>(py12, py13, py14, py15), vec4<u32>(px0, px1, px2, px3), vec4<u32>(px4, px5, px6, px7), vec4<u32>(px8, px9, px10, px11), vec4<u32>(px12, px13, px14, px15), vec4<bool>(pl0, pl1, pl2, pl3), vec4<bool>(pl4, pl5, pl6, pl7), vec4<bool>(pl8, pl9, pl10, pl11), vec4<bool>(pl12, pl13, pl14, pl15));
 }
 
 @compute @workgroup_size(8)
@@ -1606,12 +1626,14 @@ fn dw_k3(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     let m0 = wid.y * 64u;
     let nrows = p.cin * p.kh;
     let ncol = nrows * 3u;
-    let r0 = (wid.x * 8u + li) * 4u;
+    let xt = (nrows + 31u) / 32;
+    let z = wid.x / xt;
+    let r0 = ((wid.x % xt) * 8u + li) * 4u;
     let live = r0 < nrows;
     let hw = p.h * p.w;
     let howo = p.ho * p.wo;
-    let oyb = wid.z * p.ho / p.splits;
-    let oye = (wid.z + 1u) * p.ho / p.splits;
+    let oyb = z * p.ho / p.splits;
+    let oye = (z + 1u) * p.ho / p.splits;
     let rr0 = min(r0 + 0u, nrows - 1u);
     let ky0 = i32(rr0 % p.kh) - i32(p.ph);
     let cb0 = (rr0 / p.kh) * hw;
@@ -1705,14 +1727,14 @@ fn dw_k3(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
             }
         }
     }
-    dw_store3(acc0, m0 + 0u, r0 * 3u, ncol, live, wid.z);
-    dw_store3(acc1, m0 + 8u, r0 * 3u, ncol, live, wid.z);
-    dw_store3(acc2, m0 + 16u, r0 * 3u, ncol, live, wid.z);
-    dw_store3(acc3, m0 + 24u, r0 * 3u, ncol, live, wid.z);
-    dw_store3(acc4, m0 + 32u, r0 * 3u, ncol, live, wid.z);
-    dw_store3(acc5, m0 + 40u, r0 * 3u, ncol, live, wid.z);
-    dw_store3(acc6, m0 + 48u, r0 * 3u, ncol, live, wid.z);
-    dw_store3(acc7, m0 + 56u, r0 * 3u, ncol, live, wid.z);
+    dw_store3(acc0, m0 + 0u, r0 * 3u, ncol, live, z);
+    dw_store3(acc1, m0 + 8u, r0 * 3u, ncol, live, z);
+    dw_store3(acc2, m0 + 16u, r0 * 3u, ncol, live, z);
+    dw_store3(acc3, m0 + 24u, r0 * 3u, ncol, live, z);
+    dw_store3(acc4, m0 + 32u, r0 * 3u, ncol, live, z);
+    dw_store3(acc5, m0 + 40u, r0 * 3u, ncol, live, z);
+    dw_store3(acc6, m0 + 48u, r0 * 3u, ncol, live, z);
+    dw_store3(acc7, m0 + 56u, r0 * 3u, ncol, live, z);
 }
 
 @compute @workgroup_size(8)
@@ -1720,12 +1742,14 @@ fn dw_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     let m0 = wid.y * 32u;
     let khw = p.kh * p.kw;
     let ncol = p.cin * khw;
-    let n0 = (wid.x * 8u + li) * 16u;
+    let xt = (p.cin * khw + 127u) / 128;
+    let z = wid.x / xt;
+    let n0 = ((wid.x % xt) * 8u + li) * 16u;
     let live = n0 < ncol;
     let hw = p.h * p.w;
     let howo = p.ho * p.wo;
-    let oyb = wid.z * p.ho / p.splits;
-    let oye = (wid.z + 1u) * p.ho / p.splits;
+    let oyb = z * p.ho / p.splits;
+    let oye = (z + 1u) * p.ho / p.splits;
     let col0 = min(n0 + 0u, ncol - 1u);
     let ky0 = i32((col0 % khw) / p.kw) - i32(p.ph);
     let kx0 = i32(col0 % p.kw) - i32(p.pw);
@@ -1911,9 +1935,9 @@ fn dw_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
             }
         }
     }
-    dw_store4(acc0, m0 + 0u, n0, ncol, live, wid.z);
-    dw_store4(acc1, m0 + 8u, n0, ncol, live, wid.z);
-    dw_store4(acc2, m0 + 16u, n0, ncol, live, wid.z);
-    dw_store4(acc3, m0 + 24u, n0, ncol, live, wid.z);
+    dw_store4(acc0, m0 + 0u, n0, ncol, live, z);
+    dw_store4(acc1, m0 + 8u, n0, ncol, live, z);
+    dw_store4(acc2, m0 + 16u, n0, ncol, live, z);
+    dw_store4(acc3, m0 + 24u, n0, ncol, live, z);
 }
 

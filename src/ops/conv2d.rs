@@ -4,11 +4,14 @@
 //! The three products, with K the reduction:
 //! - forward  y  = W · im2col(x):   M = Cout, N = B·Ho·Wo, K = Cin·kh·kw;
 //! - dx       dx = Wᵀ · col(dy):    M = Cin,  N = B·H·W,   K = Cout·kh·kw (the transposed
-//!   convolution; for stride s the input pixels are split into s·s phases, and each phase only
-//!   visits the taps that land on an output pixel, so no work goes to invalid taps);
+//!   convolution; for stride s the input pixels are split into s·s phases by position mod s,
+//!   and each phase only visits the taps that land on an output pixel, so no work goes to
+//!   invalid taps; when kernel and padding are multiples of the stride every phase has the same
+//!   taps and the phases become rows of one GEMM, M = Cin·s·s — CLIP's 32/32 patchify);
 //! - dw       dw = dy · im2col(x)ᵀ: M = Cout, N = Cin·kh·kw, K = B·Ho·Wo (split along Ho
 //!   into partial sums when the output alone is too small to keep every core busy);
 //! - dbias    a reduction of dy over batch and pixels.
+//!
 //! Nothing is materialised: the im2col columns are gathered while the GEMM runs.
 //!
 //! Why the kernels look the way they do. On lavapipe (llvmpipe, the CPU Vulkan every test runs
@@ -87,7 +90,7 @@ impl Conv2dParams {
 /// (7×7 maps) do not leave most of a wide workgroup idle; it made no difference on large ones.
 const SG_WG: u32 = 8;
 const K3_TILE: (u32, u32) = (64, 16);
-const ANY_TILE: (u32, u32) = (32, 16);
+const ANY_TILE: (u32, u32) = (64, 16);
 /// dw with 3 taps: 64 rows × 4 (channel, ky) rows of 3 taps = 12 columns per lane.
 const DWK3_TILE: (u32, u32) = (64, 4);
 const DWANY_TILE: (u32, u32) = (32, 16);
@@ -112,7 +115,7 @@ struct Params {
     sw: u32,
     ph: u32,
     pw: u32,
-    /// 0: forward (gather x); 1: dx, a grid layer per stride phase; 2: dx, phases as rows.
+    /// 0: forward (gather x); 1: dx, stride phases along grid y; 2: dx, phases as GEMM rows.
     mode: u32,
     /// bit 0: add bias; bit 1: accumulate into the output.
     flags: u32,
@@ -292,10 +295,10 @@ fn view(t: &Tensor, r: &Range<usize>) -> Result<Tensor> {
     }
 }
 
-/// One implicit-GEMM convolution dispatch: forward (`src` = x, `dst` = y) or dx (`src` = dy,
-/// `dst` = dx; see the modes in the shader's `geometry`).
-fn run_conv(g: &Geom, batch: usize, dx: bool, flags: u32, src: &Tensor, w: &Tensor, bias: &Tensor, dst: &Tensor) -> Result<()> {
-    let gpu = src.gpu();
+/// One implicit-GEMM convolution dispatch on tensors [src, weight, bias, dst]: forward (src =
+/// x, dst = y) or dx (src = dy, dst = dx; see the modes in the shader's `geometry`).
+fn run_conv(g: &Geom, batch: usize, dx: bool, flags: u32, tensors: [&Tensor; 4]) -> Result<()> {
+    let gpu = tensors[0].gpu();
     let (sh, sw) = g.p.stride;
     let (ph, pw) = g.p.padding;
     let merged = sh * sw > 1 && g.kh % sh == 0 && g.kw % sw == 0 && ph % sh == 0 && pw % sw == 0;
@@ -307,8 +310,8 @@ fn run_conv(g: &Geom, batch: usize, dx: bool, flags: u32, src: &Tensor, w: &Tens
     let e = conv_entry(path(gpu), g, qw);
     let tn = e.tn as usize;
     let lanes = if e.name == "conv_k3" { batch * qh * qw.div_ceil(tn) } else { (batch * qh * qw).div_ceil(tn) };
-    let groups = [(lanes as u32).div_ceil(e.wg), (m as u32).div_ceil(e.rm), phases as u32];
-    gpu.dispatch(e.kernel, e.name, &g.params(batch, mode, flags, 1), &[src, w, bias, dst], groups)
+    let groups = [(lanes as u32).div_ceil(e.wg), (m as u32).div_ceil(e.rm) * phases as u32, 1];
+    gpu.dispatch(e.kernel, e.name, &g.params(batch, mode, flags, 1), &tensors, groups)
 }
 
 // ---- forward -------------------------------------------------------------------------------
@@ -326,7 +329,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) ->
     let per_item = [item_bytes(g.cin, g.h, g.w), item_bytes(g.cout, g.ho, g.wo)];
     for r in batch_chunks(gpu, "conv2d", g.b, &per_item)? {
         // Without a bias the weight stands in for the unused binding.
-        run_conv(&g, r.len(), false, flags, &view(x, &r)?, w, bias.unwrap_or(w), &view(&y, &r)?)?;
+        run_conv(&g, r.len(), false, flags, [&view(x, &r)?, w, bias.unwrap_or(w), &view(&y, &r)?])?;
     }
     Ok(y)
 }
@@ -380,7 +383,7 @@ fn grad_input(g: &Geom, w: &Tensor, dy: &Tensor) -> Result<Tensor> {
     let dx = Tensor::empty(gpu, &g.x_shape())?;
     let per_item = [item_bytes(g.cout, g.ho, g.wo), item_bytes(g.cin, g.h, g.w)];
     for r in batch_chunks(gpu, "conv2d dx", g.b, &per_item)? {
-        run_conv(g, r.len(), true, 0, &view(dy, &r)?, w, w, &view(&dx, &r)?)?;
+        run_conv(g, r.len(), true, 0, [&view(dy, &r)?, w, w, &view(&dx, &r)?])?;
     }
     Ok(dx)
 }
@@ -406,7 +409,7 @@ fn grad_weight(g: &Geom, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
         match &part {
             None => gpu.dispatch(e.kernel, e.name, &params, &[&xc, &dw, &dyc], [tiles[0], tiles[1], 1])?,
             Some(part) => {
-                gpu.dispatch(e.kernel, e.name, &params, &[&xc, part, &dyc], [tiles[0], tiles[1], splits])?;
+                gpu.dispatch(e.kernel, e.name, &params, &[&xc, part, &dyc], [tiles[0] * splits, tiles[1], 1])?;
                 let n = dw.numel() as u64;
                 gpu.dispatch(&SMALL, "dw_reduce", &params, &[&dw, part], grid(gpu, n, 256))?;
             }
@@ -640,7 +643,7 @@ fn row_out(g: Geo, m: u32) -> vec3<u32> {
              //   RATLIP_REGEN_SHADERS=1 cargo test --test kernels conv2d_shaders\n\
              // {file}: {about}\n\
              //   conv_*  tensors [src, weight, bias, out]: forward (mode 0, src = x) or dx (mode 1, src = dy)\n\
-             //   dw_*    tensors [x, out, dy]: dw, or split-K partial sums of it (z = split)\n"
+             //   dw_*    tensors [x, out, dy]: dw, or partial sums of it over slices of Ho\n"
         )
     }
 
@@ -782,8 +785,11 @@ fn row_out(g: Geo, m: u32) -> vec3<u32> {
         s.accs.insert(v);
         s.line(format!("@compute @workgroup_size({wg})"));
         s.line(format!("fn {name}({}) {{", builtins(share)));
-        s.line("    let g = geometry(wid.z);");
-        s.line(format!("    let m0 = wid.y * {rm}u;"));
+        // Grid: x = pixel blocks, y = (phase, row tile); lavapipe runs grid layers (z) serially.
+        s.line("    let rows = select(select(p.cin, p.cin * p.sh * p.sw, p.mode == 2u), p.cout, p.mode == 0u);");
+        s.line(format!("    let mtiles = (rows + {}u) / {rm}u;", rm - 1));
+        s.line("    let g = geometry(wid.y / mtiles);");
+        s.line(format!("    let m0 = (wid.y % mtiles) * {rm}u;"));
         s.line("    let hw = g.h * g.w;");
         s.line(format!("    let lane = wid.x * {wg}u + li;"));
         if k3 {
@@ -900,12 +906,15 @@ fn row_out(g: Geo, m: u32) -> vec3<u32> {
         s.line(format!("    let m0 = wid.y * {rm}u;"));
         s.line("    let khw = p.kh * p.kw;");
         s.line("    let ncol = p.cin * khw;");
-        s.line(format!("    let n0 = (wid.x * {wg}u + li) * {tn}u;"));
+        // Grid: x = (split, column tile), y = row tile.
+        s.line(format!("    let xt = (p.cin * khw + {}u) / {};", wg * tn - 1, wg * tn));
+        s.line("    let z = wid.x / xt;");
+        s.line(format!("    let n0 = ((wid.x % xt) * {wg}u + li) * {tn}u;"));
         s.line("    let live = n0 < ncol;");
         s.line("    let hw = p.h * p.w;");
         s.line("    let howo = p.ho * p.wo;");
-        s.line("    let oyb = wid.z * p.ho / p.splits;");
-        s.line("    let oye = (wid.z + 1u) * p.ho / p.splits;");
+        s.line("    let oyb = z * p.ho / p.splits;");
+        s.line("    let oye = (z + 1u) * p.ho / p.splits;");
         for j in 0..tn {
             s.line(format!("    let col{j} = min(n0 + {j}u, ncol - 1u);"));
             s.line(format!("    let ky{j} = i32((col{j} % khw) / p.kw) - i32(p.ph);"));
@@ -945,7 +954,7 @@ fn row_out(g: Geo, m: u32) -> vec3<u32> {
         s.line("        }");
         s.line("    }");
         for gi in 0..groups {
-            s.line(format!("    dw_store{v}(acc{gi}, m0 + {}u, n0, ncol, live, wid.z);", gi * 8));
+            s.line(format!("    dw_store{v}(acc{gi}, m0 + {}u, n0, ncol, live, z);", gi * 8));
         }
         s.line("}");
         s.line("");
@@ -964,12 +973,14 @@ fn row_out(g: Geo, m: u32) -> vec3<u32> {
         s.line(format!("    let m0 = wid.y * {rm}u;"));
         s.line("    let nrows = p.cin * p.kh;");
         s.line("    let ncol = nrows * 3u;");
-        s.line(format!("    let r0 = (wid.x * {wg}u + li) * {r}u;"));
+        s.line(format!("    let xt = (nrows + {}u) / {};", wg * r - 1, wg * r));
+        s.line("    let z = wid.x / xt;");
+        s.line(format!("    let r0 = ((wid.x % xt) * {wg}u + li) * {r}u;"));
         s.line("    let live = r0 < nrows;");
         s.line("    let hw = p.h * p.w;");
         s.line("    let howo = p.ho * p.wo;");
-        s.line("    let oyb = wid.z * p.ho / p.splits;");
-        s.line("    let oye = (wid.z + 1u) * p.ho / p.splits;");
+        s.line("    let oyb = z * p.ho / p.splits;");
+        s.line("    let oye = (z + 1u) * p.ho / p.splits;");
         for i in 0..r {
             s.line(format!("    let rr{i} = min(r0 + {i}u, nrows - 1u);"));
             s.line(format!("    let ky{i} = i32(rr{i} % p.kh) - i32(p.ph);"));
@@ -1019,7 +1030,7 @@ fn row_out(g: Geo, m: u32) -> vec3<u32> {
         s.line("        }");
         s.line("    }");
         for gi in 0..groups {
-            s.line(format!("    dw_store{v}(acc{gi}, m0 + {}u, r0 * 3u, ncol, live, wid.z);", gi * 8));
+            s.line(format!("    dw_store{v}(acc{gi}, m0 + {}u, r0 * 3u, ncol, live, z);", gi * 8));
         }
         s.line("}");
         s.line("");
