@@ -46,6 +46,9 @@ pub(crate) struct Entry {
 #[derive(Default)]
 pub(crate) struct KernelCache {
     entries: HashMap<(&'static str, String), Arc<Entry>>,
+    /// Parsed and validated files: one parse per file, however many entries it holds (the
+    /// generated conv files are large, and naga is slow in debug builds).
+    modules: HashMap<&'static str, Arc<(naga::Module, naga::valid::ModuleInfo)>>,
     pub bind_groups: HashMap<BindKey, wgpu::BindGroup>,
     next_id: u64,
 }
@@ -75,7 +78,15 @@ impl KernelCache {
         if let Some(e) = self.entries.get(&(kernel.name, entry.to_string())) {
             return Ok((e.clone(), false));
         }
-        let (module, info) = validate_wgsl(kernel.name, kernel.source)?;
+        let parsed = match self.modules.get(kernel.name) {
+            Some(m) => m.clone(),
+            None => {
+                let m = Arc::new(validate_wgsl(kernel.name, kernel.source)?);
+                self.modules.insert(kernel.name, m.clone());
+                m
+            }
+        };
+        let (module, info) = (&parsed.0, &parsed.1);
         let (ep_index, _) = module
             .entry_points
             .iter()
