@@ -240,9 +240,11 @@ fn tokenizer_is_shareable_across_threads() {
     assert_send_sync::<ClipTokenizer>();
 }
 
-/// Not a benchmark; prints the cost of the ~580 cleanup normalizers so a regression shows.
+/// Prints the cost of the ~580 cleanup normalizers (`cargo test --release --test tokenizer
+/// -- --ignored --nocapture`). A timing, not a check: timed assertions flake on loaded machines.
 #[test]
-fn encode_is_fast_enough() {
+#[ignore]
+fn encode_timing() {
     let prompt = "A small bird with a red crown, black wings and a short pointed beak, perched on a branch.";
     let t = std::time::Instant::now();
     let n = 50;
@@ -251,5 +253,4 @@ fn encode_is_fast_enough() {
     }
     let per = t.elapsed() / n;
     println!("encode: {per:?} per prompt");
-    assert!(per < std::time::Duration::from_millis(50), "{per:?} per prompt");
 }
