@@ -17,15 +17,48 @@ fn scratch(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// A torch-style zip holding only `ckpt/data.pkl` with the given pickle bytes.
+/// A torch-style zip holding `ckpt/data.pkl` with the given pickle bytes (plus `extra` entries).
 fn zip_with_pickle(name: &str, pkl: &[u8]) -> PathBuf {
+    zip_with(name, pkl, &[])
+}
+
+fn zip_with(name: &str, pkl: &[u8], extra: &[(&str, &[u8])]) -> PathBuf {
     let path = scratch(name);
     let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
     let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     z.start_file("ckpt/data.pkl", opts).unwrap();
     z.write_all(pkl).unwrap();
+    for (n, b) in extra {
+        z.start_file(format!("ckpt/{n}"), opts).unwrap();
+        z.write_all(b).unwrap();
+    }
     z.finish().unwrap();
     path
+}
+
+/// BINUNICODE of `s`.
+fn u(s: &str) -> Vec<u8> {
+    let mut v = vec![b'X'];
+    v.extend((s.len() as u32).to_le_bytes());
+    v.extend(s.as_bytes());
+    v
+}
+
+/// `{'t': tensor}` over a 2-element FloatStorage '0', with the given size and stride bytes
+/// (already pickled).
+fn tensor_pickle(size: &[u8], stride: &[u8]) -> Vec<u8> {
+    let mut p = b"\x80\x02}(".to_vec();
+    p.extend(u("t"));
+    p.extend(b"ctorch._utils\n_rebuild_tensor_v2\n((");
+    p.extend(u("storage"));
+    p.extend(b"ctorch\nFloatStorage\n");
+    p.extend(u("0"));
+    p.extend(u("cpu"));
+    p.extend(b"K\x02tQK\x00");
+    p.extend(size);
+    p.extend(stride);
+    p.extend(b"\x89ccollections\nOrderedDict\n)RtRu.");
+    p
 }
 
 fn err_of(path: &Path) -> String {
@@ -114,6 +147,23 @@ fn unknown_opcode_and_truncated_pickle_are_errors() {
     let path = zip_with_pickle("shortpkl.pth", b"\x80\x02}q\x00(X\x05\x00");
     let e = err_of(&path);
     assert!(e.contains("shortpkl.pth") && e.contains("ends early"), "{e}");
+}
+
+#[test]
+fn hand_built_tensor_reads_and_out_of_range_view_is_an_error() {
+    let storage: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|x| x.to_le_bytes()).collect();
+    // Shape (2,), stride (1,): fits.
+    let ok = zip_with("ok.pth", &tensor_pickle(b"K\x02\x85", b"K\x01\x85"), &[("data/0", &storage)]);
+    let mut w = load_pth(&ok).unwrap();
+    assert_eq!(w.take("t", &[2]).unwrap().data, vec![1.5, -2.0]);
+    // Shape (4,) over a 2-element storage: names the tensor and the file.
+    let bad = zip_with("oob.pth", &tensor_pickle(b"K\x04\x85", b"K\x01\x85"), &[("data/0", &storage)]);
+    let e = err_of(&bad);
+    assert!(e.contains("oob.pth") && e.contains("tensor t") && e.contains("reaches element 3"), "{e}");
+    // A missing storage entry is an error naming it.
+    let missing = zip_with("nostorage.pth", &tensor_pickle(b"K\x02\x85", b"K\x01\x85"), &[]);
+    let e = err_of(&missing);
+    assert!(e.contains("nostorage.pth") && e.contains("ckpt/data/0"), "{e}");
 }
 
 #[test]

@@ -270,8 +270,9 @@ impl<'a> Vm<'a> {
                 Ok(args.first().cloned().unwrap_or(Value::None))
             }
             // Tensor subclasses: _rebuild_from_type_v2(func, type, args, state) → func(*args).
+            // The inner call is only followed one level, so nesting cannot recurse deeply.
             ("torch._tensor", "_rebuild_from_type_v2") => match (args.first(), args.get(2)) {
-                (Some(f), Some(a)) => self.reduce(f, a),
+                (Some(f @ Value::Global(fm, _)), Some(a)) if fm == "torch._utils" => self.reduce(f, a),
                 _ => Ok(Value::Opaque(format!("{m}.{n}(…)"))),
             },
             ("collections", "OrderedDict") => {
@@ -561,9 +562,24 @@ fn collect(v: &Value, prefix: &str, depth: usize, tensors: &mut Vec<(String, Rc<
 fn materialise(t: &TensorRef, bytes: &[u8], name: &str, file: &Path) -> Result<HostTensor> {
     let es = t.dtype.size();
     let len = bytes.len() / es;
-    let numel: usize = t.shape.iter().product();
+    let bad = |what: &str| {
+        Error::Other(format!(
+            "{}: tensor {name} (shape {:?}, stride {:?}, offset {}) {what}",
+            file.display(),
+            t.shape,
+            t.stride,
+            t.offset
+        ))
+    };
+    // Checked arithmetic: the sizes come from the file, and a crafted one must not overflow.
+    let numel = t.shape.iter().try_fold(1usize, |a, &n| a.checked_mul(n)).ok_or_else(|| bad("is too large"))?;
     if numel > 0 {
-        let last = t.offset + t.shape.iter().zip(&t.stride).map(|(&n, &s)| (n - 1) * s).sum::<usize>();
+        let last = t
+            .shape
+            .iter()
+            .zip(&t.stride)
+            .try_fold(t.offset, |a, (&n, &s)| (n - 1).checked_mul(s).and_then(|x| a.checked_add(x)))
+            .ok_or_else(|| bad("is too large"))?;
         if last >= len {
             return Err(Error::Other(format!(
                 "{}: tensor {name} (shape {:?}, stride {:?}, offset {}) reaches element {last} of storage {} which has {len} (truncated or corrupt?)",
@@ -617,7 +633,9 @@ pub fn load_pth(path: &Path) -> Result<WeightFile> {
     let prefix = &pkl_name[..pkl_name.len() - "data.pkl".len()];
     let read_entry = |zip: &mut zip::ZipArchive<_>, name: &str| -> Result<Vec<u8>> {
         let mut f = zip.by_name(name).map_err(|e| zerr(&format!("cannot open {name}"), &e))?;
-        let mut buf = Vec::with_capacity(f.size() as usize);
+        // The size is the archive's claim; cap the up-front reservation so a corrupt header
+        // cannot ask for an absurd allocation before any bytes are read.
+        let mut buf = Vec::with_capacity((f.size() as usize).min(1 << 28));
         f.read_to_end(&mut buf).map_err(|e| zerr(&format!("cannot read {name}"), &e))?;
         Ok(buf)
     };
