@@ -6,6 +6,7 @@
 //! error that names it (and both shapes), so a wrong file never half-loads silently.
 
 pub mod clip_names;
+pub mod pth;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
