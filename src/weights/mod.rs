@@ -55,21 +55,56 @@ pub struct WeightFile {
     pub metadata: HashMap<String, String>,
 }
 
+/// Element types found in weight files, decoded little-endian to f32. One decoder serves
+/// safetensors and torch's `.pth` storages.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum ElementType {
+    F32,
+    F16,
+    BF16,
+    F64,
+    I64,
+    I32,
+    I16,
+    I8,
+    U8,
+    Bool,
+}
+
+impl ElementType {
+    pub(crate) fn size(self) -> usize {
+        match self {
+            ElementType::F64 | ElementType::I64 => 8,
+            ElementType::F32 | ElementType::I32 => 4,
+            ElementType::F16 | ElementType::BF16 | ElementType::I16 => 2,
+            ElementType::I8 | ElementType::U8 | ElementType::Bool => 1,
+        }
+    }
+
+    /// One element from its `size()` little-endian bytes.
+    pub(crate) fn read(self, b: &[u8]) -> f32 {
+        match self {
+            ElementType::F32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            ElementType::F16 => half::f16::from_le_bytes([b[0], b[1]]).to_f32(),
+            ElementType::BF16 => half::bf16::from_le_bytes([b[0], b[1]]).to_f32(),
+            ElementType::F64 => f64::from_le_bytes(b[..8].try_into().unwrap()) as f32,
+            ElementType::I64 => i64::from_le_bytes(b[..8].try_into().unwrap()) as f32,
+            ElementType::I32 => i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32,
+            ElementType::I16 => i16::from_le_bytes([b[0], b[1]]) as f32,
+            ElementType::I8 => b[0] as i8 as f32,
+            ElementType::U8 | ElementType::Bool => b[0] as f32,
+        }
+    }
+}
+
 fn to_f32(name: &str, view: &safetensors::tensor::TensorView<'_>, path: &Path) -> Result<Vec<f32>> {
     use safetensors::Dtype;
-    let bytes = view.data();
-    let out = match view.dtype() {
-        Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-        Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        Dtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        Dtype::F64 => bytes
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32)
-            .collect(),
-        Dtype::I64 => bytes
-            .chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32)
-            .collect(),
+    let element = match view.dtype() {
+        Dtype::F32 => ElementType::F32,
+        Dtype::F16 => ElementType::F16,
+        Dtype::BF16 => ElementType::BF16,
+        Dtype::F64 => ElementType::F64,
+        Dtype::I64 => ElementType::I64,
         other => {
             return Err(Error::Other(format!(
                 "{}: tensor {name} has dtype {other:?}; ratlip reads f32, f16, bf16, f64 and i64",
@@ -77,7 +112,7 @@ fn to_f32(name: &str, view: &safetensors::tensor::TensorView<'_>, path: &Path) -
             )))
         }
     };
-    Ok(out)
+    Ok(view.data().chunks_exact(element.size()).map(|b| element.read(b)).collect())
 }
 
 impl WeightFile {

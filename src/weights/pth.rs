@@ -15,70 +15,31 @@ use std::io::Read;
 use std::path::Path;
 use std::rc::Rc;
 
-use super::{HostTensor, WeightFile};
+use super::{ElementType, HostTensor, WeightFile};
 use crate::error::{Error, Result};
 
-/// Element types of torch's typed storages.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum DType {
-    F32,
-    F16,
-    BF16,
-    F64,
-    I64,
-    I32,
-    I16,
-    I8,
-    U8,
-    Bool,
-}
-
-impl DType {
-    fn from_storage(name: &str) -> Option<DType> {
-        Some(match name {
-            "FloatStorage" => DType::F32,
-            "HalfStorage" => DType::F16,
-            "BFloat16Storage" => DType::BF16,
-            "DoubleStorage" => DType::F64,
-            "LongStorage" => DType::I64,
-            "IntStorage" => DType::I32,
-            "ShortStorage" => DType::I16,
-            "CharStorage" => DType::I8,
-            "ByteStorage" => DType::U8,
-            "BoolStorage" => DType::Bool,
-            _ => return None,
-        })
-    }
-
-    fn size(self) -> usize {
-        match self {
-            DType::F64 | DType::I64 => 8,
-            DType::F32 | DType::I32 => 4,
-            DType::F16 | DType::BF16 | DType::I16 => 2,
-            DType::I8 | DType::U8 | DType::Bool => 1,
-        }
-    }
-
-    fn read(self, b: &[u8]) -> f32 {
-        match self {
-            DType::F32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-            DType::F16 => half::f16::from_le_bytes([b[0], b[1]]).to_f32(),
-            DType::BF16 => half::bf16::from_le_bytes([b[0], b[1]]).to_f32(),
-            DType::F64 => f64::from_le_bytes(b[..8].try_into().unwrap()) as f32,
-            DType::I64 => i64::from_le_bytes(b[..8].try_into().unwrap()) as f32,
-            DType::I32 => i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32,
-            DType::I16 => i16::from_le_bytes([b[0], b[1]]) as f32,
-            DType::I8 => b[0] as i8 as f32,
-            DType::U8 | DType::Bool => b[0] as f32,
-        }
-    }
+/// torch's storage class names for the element types.
+fn storage_type(name: &str) -> Option<ElementType> {
+    Some(match name {
+        "FloatStorage" => ElementType::F32,
+        "HalfStorage" => ElementType::F16,
+        "BFloat16Storage" => ElementType::BF16,
+        "DoubleStorage" => ElementType::F64,
+        "LongStorage" => ElementType::I64,
+        "IntStorage" => ElementType::I32,
+        "ShortStorage" => ElementType::I16,
+        "CharStorage" => ElementType::I8,
+        "ByteStorage" => ElementType::U8,
+        "BoolStorage" => ElementType::Bool,
+        _ => return None,
+    })
 }
 
 /// A tensor as the pickle describes it: a view into a storage in the archive.
 #[derive(Clone, Debug)]
 struct TensorRef {
     key: String,
-    dtype: DType,
+    dtype: ElementType,
     offset: usize,
     shape: Vec<usize>,
     stride: Vec<usize>,
@@ -102,7 +63,7 @@ enum Value {
     /// `module.name` from GLOBAL/STACK_GLOBAL: a name, never imported.
     Global(String, String),
     /// A persistent id resolved to a storage of the archive.
-    Storage { key: String, dtype: DType },
+    Storage { key: String, dtype: ElementType },
     Tensor(Rc<TensorRef>),
     /// The result of calling something we do not know; kept as a description only.
     Opaque(String),
@@ -231,7 +192,7 @@ impl<'a> Vm<'a> {
         };
         match (t.first(), t.get(1), t.get(2)) {
             (Some(Value::Str(tag)), Some(Value::Global(m, n)), Some(Value::Str(key))) if tag == "storage" => {
-                let dtype = DType::from_storage(n).filter(|_| m == "torch").ok_or_else(|| {
+                let dtype = storage_type(n).filter(|_| m == "torch").ok_or_else(|| {
                     self.err(format!("storage type {m}.{n} is not supported (f32, f16, bf16, f64 and integer storages are)"))
                 })?;
                 Ok(Value::Storage { key: key.clone(), dtype })
