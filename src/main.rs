@@ -104,7 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench { what: BenchWhat::Clip { clip, batch, reps } } => {
             let g = gpu()?;
-            let model = ratlip::clip::model::Clip::load(&g, &clip)?;
+            let model = commands::clip::load(&g, &clip)?;
             let r = ratlip::bench::clip::rates(&model, batch, reps)?;
             println!("adapter: {}", g.adapter_info().name);
             println!(

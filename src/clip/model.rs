@@ -259,16 +259,17 @@ impl Clip {
     pub fn encode_text_embeddings(&self, tape: &Tape, x: &Var, eot: &[usize]) -> Result<TextOutput> {
         let t = &self.config.text;
         let b = x.shape()[0];
+        // The EOT rows, gathered as an embedding lookup into the [B·T, width] table. Uploaded
+        // before any dispatch: an upload submits the work encoded so far.
+        let rows: Vec<u32> = eot.iter().enumerate().map(|(i, &e)| (i * t.context_length + e) as u32).collect();
+        let at = ids_tensor(&self.gpu, &[b], &rows, b * t.context_length)?;
         let pos = tape.constant(self.text.positional_embedding.clone());
         let mut x = tape.add_b(x, &pos)?;
         for block in &self.text.blocks {
             x = block.forward(tape, &x, true)?;
         }
         let word_embs = self.text.ln_final.forward(tape, &x)?;
-        // The EOT rows, gathered as an embedding lookup into the [B·T, width] table.
-        let rows: Vec<u32> = eot.iter().enumerate().map(|(i, &e)| (i * t.context_length + e) as u32).collect();
         let table = tape.reshape(&word_embs, &[b * t.context_length, t.width])?;
-        let at = ids_tensor(&self.gpu, &[b], &rows, b * t.context_length)?;
         let pooled = tape.embedding(&table, &at)?;
         let sent_emb = tape.matmul(&pooled, &tape.constant(self.text.text_projection.clone()), false, false)?;
         Ok(TextOutput { sent_emb, word_embs })

@@ -24,14 +24,15 @@ pub fn released(tape: &Tape, x: &Var, size: usize) -> Result<Var> {
     if s.len() != 4 || s[1] != 3 {
         return Err(Error::shape("clip preprocess", format!("image {s:?}, expected [B, 3, H, W]")));
     }
-    let y = tape.activation(x, Activation::Scale(0.5, 0.5))?;
-    let y = if s[2] == size && s[3] == size { y } else { tape.resize_nearest(&y, size, size)? };
-    // ((y + 1)·0.5 − mean)/std = y·(0.5/std) + (0.5 − mean)/std, per channel.
+    // ((y + 1)·0.5 − mean)/std = y·(0.5/std) + (0.5 − mean)/std, per channel. The constants
+    // are uploaded before any dispatch: an upload submits the work encoded so far.
     let gpu = tape.gpu();
     let scale: Vec<f32> = STD.iter().map(|s| 0.5 / s).collect();
     let shift: Vec<f32> = MEAN.iter().zip(STD).map(|(m, s)| (0.5 - m) / s).collect();
     let scale = tape.constant(Tensor::from_slice(gpu, &[1, 3, 1, 1], &scale)?);
     let shift = tape.constant(Tensor::from_slice(gpu, &[1, 3, 1, 1], &shift)?);
+    let y = tape.activation(x, Activation::Scale(0.5, 0.5))?;
+    let y = if s[2] == size && s[3] == size { y } else { tape.resize_nearest(&y, size, size)? };
     tape.add_b(&tape.mul_b(&y, &scale)?, &shift)
 }
 

@@ -23,6 +23,10 @@ fn tokenize(clip: &Clip, prompt: &str) -> Result<ratlip::clip::tokenizer::Encode
     Ok(enc)
 }
 
+pub fn load(gpu: &Gpu, path: &Path) -> Result<Clip> {
+    Clip::load(gpu, path).with_context(|| format!("loading CLIP from {}", path.display()))
+}
+
 fn sentence_embedding(clip: &Clip, ids: &[u32]) -> Result<Vec<f32>> {
     let tape = Tape::new(&clip.gpu);
     let out = clip.encode_text(&tape, &[ids.to_vec()])?;
@@ -30,7 +34,7 @@ fn sentence_embedding(clip: &Clip, ids: &[u32]) -> Result<Vec<f32>> {
 }
 
 pub fn text(gpu: &Gpu, clip_path: &Path, prompt: &str, json: bool) -> Result<()> {
-    let clip = Clip::load(gpu, clip_path).with_context(|| format!("loading CLIP from {}", clip_path.display()))?;
+    let clip = load(gpu, clip_path)?;
     let enc = tokenize(&clip, prompt)?;
     let emb = sentence_embedding(&clip, &enc.ids)?;
     let n = enc.ids.iter().rposition(|&i| i != 0).map_or(0, |p| p + 1);
@@ -56,7 +60,7 @@ pub fn text(gpu: &Gpu, clip_path: &Path, prompt: &str, json: bool) -> Result<()>
 }
 
 pub fn score(gpu: &Gpu, clip_path: &Path, image: &Path, prompt: &str, json: bool) -> Result<()> {
-    let clip = Clip::load(gpu, clip_path).with_context(|| format!("loading CLIP from {}", clip_path.display()))?;
+    let clip = load(gpu, clip_path)?;
     let size = clip.config.vision.image_size;
     let pixels = preprocess::for_scoring(image, size)?;
     let enc = tokenize(&clip, prompt)?;
