@@ -259,8 +259,7 @@ impl Clip {
     pub fn encode_text_embeddings(&self, tape: &Tape, x: &Var, eot: &[usize]) -> Result<TextOutput> {
         let t = &self.config.text;
         let b = x.shape()[0];
-        // The EOT rows, gathered as an embedding lookup into the [B·T, width] table. Uploaded
-        // before any dispatch: an upload submits the work encoded so far.
+        // The EOT rows, gathered as an embedding lookup into the [B·T, width] table.
         let rows: Vec<u32> = eot.iter().enumerate().map(|(i, &e)| (i * t.context_length + e) as u32).collect();
         let at = ids_tensor(&self.gpu, &[b], &rows, b * t.context_length)?;
         let pos = tape.constant(self.text.positional_embedding.clone());

@@ -24,8 +24,7 @@ pub fn released(tape: &Tape, x: &Var, size: usize) -> Result<Var> {
     if s.len() != 4 || s[1] != 3 {
         return Err(Error::shape("clip preprocess", format!("image {s:?}, expected [B, 3, H, W]")));
     }
-    // ((y + 1)·0.5 − mean)/std = y·(0.5/std) + (0.5 − mean)/std, per channel. The constants
-    // are uploaded before any dispatch: an upload submits the work encoded so far.
+    // ((y + 1)·0.5 − mean)/std = y·(0.5/std) + (0.5 − mean)/std, per channel.
     let gpu = tape.gpu();
     let scale: Vec<f32> = STD.iter().map(|s| 0.5 / s).collect();
     let shift: Vec<f32> = MEAN.iter().zip(STD).map(|(m, s)| (0.5 - m) / s).collect();

@@ -289,12 +289,28 @@ impl Gpu {
 
     /// Writes bytes into a buffer at `offset`, after all work encoded before this call.
     pub(crate) fn write(&self, buffer: &wgpu::Buffer, offset: u64, bytes: &[u8]) -> Result<()> {
-        // queue.write_buffer lands before the *next* submission: submit pending work first so
-        // that dispatches encoded earlier still see the old contents of a recycled buffer.
-        if self.inner.pending.lock().unwrap().encoder.is_some() {
-            self.flush()?;
+        let mut pending = self.inner.pending.lock().unwrap();
+        match pending.encoder.as_mut() {
+            // queue.write_buffer would land before the pending dispatches, which may still read
+            // the old contents of a recycled buffer: copy from a staging buffer in stream order
+            // instead, so an upload never forces a submission.
+            Some(encoder) if !bytes.is_empty() => {
+                let staging = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("upload"),
+                    size: bytes.len() as u64,
+                    usage: wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: true,
+                });
+                staging
+                    .slice(..)
+                    .get_mapped_range_mut()
+                    .map_err(|e| Error::Gpu(format!("mapping an upload buffer: {e}")))?
+                    .copy_from_slice(bytes);
+                staging.unmap();
+                encoder.copy_buffer_to_buffer(&staging, 0, buffer, offset, bytes.len() as u64);
+            }
+            _ => self.inner.queue.write_buffer(buffer, offset, bytes),
         }
-        self.inner.queue.write_buffer(buffer, offset, bytes);
         Ok(())
     }
 

@@ -144,3 +144,18 @@ fn forward_memory_is_released_after_backward() {
     drop(grads);
     assert_eq!(g.stats().bytes_in_use, base);
 }
+
+#[test]
+fn uploads_stay_in_stream_order_without_submitting() {
+    let g = ratlip::Gpu::new(&ratlip::GpuOptions::default()).unwrap();
+    let a = Tensor::from_slice(&g, &[512], &vec![2.0; 512]).unwrap();
+    let y = elementwise::activation(&a, Activation::Scale(3.0, 0.0)).unwrap();
+    drop(a); // its buffer goes back to the pool while the pending dispatch still reads it
+    let s0 = g.stats();
+    let b = Tensor::from_slice(&g, &[512], &vec![-1.0; 512]).unwrap();
+    let s1 = g.stats();
+    assert_eq!(s1.buffers_created, s0.buffers_created, "the recycled buffer is reused");
+    assert_eq!(s1.submits, s0.submits, "an upload does not submit pending work");
+    assert_eq!(y.to_vec().unwrap(), vec![6.0; 512], "the dispatch saw the old contents");
+    assert_eq!(b.to_vec().unwrap(), vec![-1.0; 512]);
+}
