@@ -13,7 +13,9 @@ pub mod bench;
 pub mod clip;
 pub mod error;
 pub mod gpu;
+pub mod model;
 pub mod ops;
+pub mod rng;
 pub mod tensor;
 pub mod weights;
 

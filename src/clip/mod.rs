@@ -2,6 +2,7 @@
 //! tokenizer (the encoder's weights only mean something for its token ids), and the towers.
 
 pub mod config;
+pub mod init;
 pub mod model;
 pub mod preprocess;
 pub mod tokenizer;

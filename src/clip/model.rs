@@ -4,6 +4,7 @@
 //! node is recorded for them, but gradients still flow through to the inputs (the pixels
 //! of G's image, the fused map and prompts of the mapper, the token embeddings).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::autograd::{Tape, Var};
@@ -230,6 +231,59 @@ impl Clip {
             proj: l.tensor("visual.proj", &[v.width, e])?,
         };
         Ok(Clip { config, text, vision, gpu: gpu.clone() })
+    }
+
+    /// CLIP's weights back in OpenAI names (q, k, v joined into `in_proj` again), for saving
+    /// it inside a model file or exporting the mapper's ViT.
+    pub fn state_dict(&self) -> Result<BTreeMap<String, HostTensor>> {
+        let mut out = BTreeMap::new();
+        let host = |t: &Tensor| -> Result<HostTensor> { Ok(HostTensor::new(t.shape().to_vec(), t.to_vec()?)) };
+        let mut put = |name: String, t: &Tensor| -> Result<()> {
+            out.insert(name, host(t)?);
+            Ok(())
+        };
+        fn block(put: &mut dyn FnMut(String, &Tensor) -> Result<()>, n: &str, b: &ResidualBlock) -> Result<()> {
+            put(format!("{n}.ln_1.weight"), &b.ln_1.w)?;
+            put(format!("{n}.ln_1.bias"), &b.ln_1.b)?;
+            put(format!("{n}.attn.out_proj.weight"), &b.out_proj.w)?;
+            put(format!("{n}.attn.out_proj.bias"), &b.out_proj.b)?;
+            put(format!("{n}.ln_2.weight"), &b.ln_2.w)?;
+            put(format!("{n}.ln_2.bias"), &b.ln_2.b)?;
+            put(format!("{n}.mlp.c_fc.weight"), &b.c_fc.w)?;
+            put(format!("{n}.mlp.c_fc.bias"), &b.c_fc.b)?;
+            put(format!("{n}.mlp.c_proj.weight"), &b.c_proj.w)?;
+            put(format!("{n}.mlp.c_proj.bias"), &b.c_proj.b)
+        }
+        for (i, b) in self.text.blocks.iter().enumerate() {
+            block(&mut put, &format!("transformer.resblocks.{i}"), b)?;
+        }
+        for (i, b) in self.vision.blocks.iter().enumerate() {
+            block(&mut put, &format!("visual.transformer.resblocks.{i}"), b)?;
+        }
+        let t = &self.text;
+        put("token_embedding.weight".into(), &t.token_embedding)?;
+        put("positional_embedding".into(), &t.positional_embedding)?;
+        put("ln_final.weight".into(), &t.ln_final.w)?;
+        put("ln_final.bias".into(), &t.ln_final.b)?;
+        put("text_projection".into(), &t.text_projection)?;
+        let v = &self.vision;
+        put("visual.conv1.weight".into(), &v.conv1)?;
+        put("visual.class_embedding".into(), &v.class_embedding)?;
+        put("visual.positional_embedding".into(), &v.positional_embedding)?;
+        put("visual.ln_pre.weight".into(), &v.ln_pre.w)?;
+        put("visual.ln_pre.bias".into(), &v.ln_pre.b)?;
+        put("visual.ln_post.weight".into(), &v.ln_post.w)?;
+        put("visual.ln_post.bias".into(), &v.ln_post.b)?;
+        put("visual.proj".into(), &v.proj)?;
+        let blocks = self.text.blocks.iter().enumerate().map(|(i, b)| (format!("transformer.resblocks.{i}"), b));
+        let blocks = blocks.chain(self.vision.blocks.iter().enumerate().map(|(i, b)| (format!("visual.transformer.resblocks.{i}"), b)));
+        for (n, b) in blocks {
+            let (q, k, v) = (host(&b.q.w)?, host(&b.k.w)?, host(&b.v.w)?);
+            out.insert(format!("{n}.attn.in_proj_weight"), HostTensor::concat0(&[q, k, v]));
+            let (q, k, v) = (host(&b.q.b)?, host(&b.k.b)?, host(&b.v.b)?);
+            out.insert(format!("{n}.attn.in_proj_bias"), HostTensor::concat0(&[q, k, v]));
+        }
+        Ok(out)
     }
 
     /// Token embeddings for `ids` ([B][context] each): the input of the text transformer

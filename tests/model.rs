@@ -1,0 +1,240 @@
+//! G, NetD and NetC against the PyTorch reference (tools/reference/model_reference.py) on
+//! identical random weights, for each architecture (tests/fixtures/model_tiny).
+//!
+//! Tolerance, as max |ours − torch| / max |torch| per tensor: 1e-4 for outputs, 2e-4 for
+//! gradients. Both sides run in f32; G stacks ~60 convolutions, 9 ViT blocks and BatchNorms,
+//! each adding a few ulp with a different summation order, and gradients go back through all
+//! of it. A wrong index, gate order, BN mode or missing term gives errors of order 1e-1..1.
+//!
+//! `RATLIP_MODEL_FIXTURE=DIR` points the same tests at another fixture (e.g. the full-size one
+//! from `model_reference.py --config full`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ratlip::model::{Bind, Model, NET_C, NET_D, NET_G};
+use ratlip::weights::WeightFile;
+use ratlip::{Gpu, GpuOptions, Tape, Tensor};
+
+fn dir() -> PathBuf {
+    match std::env::var_os("RATLIP_MODEL_FIXTURE") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/model_tiny"),
+    }
+}
+
+const TOL_OUT: f64 = 1e-4;
+const TOL_GRAD: f64 = 2e-4;
+
+fn gpu() -> Gpu {
+    Gpu::new(&GpuOptions::default()).expect("model tests need a GPU adapter (lavapipe is enough)")
+}
+
+struct Ref(WeightFile);
+
+impl Ref {
+    fn load(arch: &str) -> Ref {
+        Ref(WeightFile::load(&dir().join(format!("{arch}_reference.safetensors"))).unwrap())
+    }
+    fn host(&mut self, name: &str) -> (Vec<usize>, Vec<f32>) {
+        let t = self.0.take_any(name).unwrap_or_else(|| panic!("reference has no {name}"));
+        (t.shape, t.data)
+    }
+    fn tensor(&mut self, g: &Gpu, name: &str) -> Tensor {
+        let (s, d) = self.host(name);
+        Tensor::from_slice(g, &s, &d).unwrap()
+    }
+    /// Every reference tensor under `prefix`, by the rest of its name.
+    fn under(&mut self, prefix: &str) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+        let names: Vec<String> = self.0.names().filter(|n| n.starts_with(prefix)).map(str::to_string).collect();
+        names.into_iter().map(|n| (n[prefix.len()..].to_string(), self.host(&n))).collect()
+    }
+}
+
+fn rel(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0f64, |m, &w| m.max(w.abs() as f64)).max(1e-30);
+    got.iter().zip(want).fold(0f64, |m, (&g, &w)| m.max((g as f64 - w as f64).abs())) / scale
+}
+
+/// Checks and returns the error, printing it for the record.
+fn check(what: &str, got: &Tensor, want: &[f32], tol: f64) -> f64 {
+    let e = rel(&got.to_vec().unwrap(), want);
+    println!("{what}: max relative error {e:.2e}");
+    assert!(e <= tol, "{what}: max relative error {e:.2e} > {tol:.0e}");
+    e
+}
+
+/// Parameter gradients by name against the reference's `grad.<part>` tensors. A parameter the
+/// reference differentiates but our pass never reached must have a zero reference gradient.
+fn check_grads(what: &str, ours: &BTreeMap<String, Tensor>, reference: BTreeMap<String, (Vec<usize>, Vec<f32>)>, prefix: &str) -> f64 {
+    let mut worst: f64 = 0.0;
+    assert!(!reference.is_empty(), "{what}: reference has no gradients under {prefix}");
+    for (name, (shape, want)) in &reference {
+        let full = format!("{prefix}{name}");
+        match ours.get(&full) {
+            Some(g) => {
+                assert_eq!(g.shape(), shape.as_slice(), "{full}");
+                let e = rel(&g.to_vec().unwrap(), want);
+                assert!(e <= TOL_GRAD, "{what}: gradient of {full}: max relative error {e:.2e} > {TOL_GRAD:.0e}");
+                worst = worst.max(e);
+            }
+            None => assert!(want.iter().all(|&w| w == 0.0), "{what}: no gradient for {full}, reference has a nonzero one"),
+        }
+    }
+    for name in ours.keys().filter(|n| n.starts_with(prefix)) {
+        assert!(reference.contains_key(&name[prefix.len()..]), "{what}: we have a gradient for {name} the reference lacks");
+    }
+    println!("{what}: {} parameter gradients, worst relative error {worst:.2e}", reference.len());
+    worst
+}
+
+fn generator_matches_pytorch(arch: &str) {
+    let g = gpu();
+    let model = Model::load(&g, &dir().join(format!("{arch}.safetensors"))).unwrap();
+    assert_eq!(model.config.arch.name(), arch);
+    let mut r = Ref::load(arch);
+    let noise = r.tensor(&g, "noise");
+    let sent = r.tensor(&g, "sent_emb");
+
+    // Eval mode: BatchNorm uses the running statistics.
+    let (_, want) = r.host("g_eval_image");
+    check(&format!("{arch} G eval image"), &model.generate(&noise, &sent).unwrap(), &want, TOL_OUT);
+
+    // Train mode: batch statistics, running statistics updated, gradients everywhere.
+    let tape = Tape::new(&g);
+    let cx = Bind::new(&tape, &model.params, &[NET_G], true);
+    let (z, s) = (tape.var(noise.clone()), tape.var(sent.clone()));
+    let img = model.generate_on(&cx, &z, &s).unwrap();
+    let (_, want) = r.host("g_train_image");
+    check(&format!("{arch} G train image"), img.value(), &want, TOL_OUT);
+    for (name, (_, want)) in r.under("g_train_bn.") {
+        let full = if name.starts_with(NET_G) { name.clone() } else { format!("{NET_G}{name}") };
+        let e = rel(&model.params.get(&full).unwrap().to_vec().unwrap(), &want);
+        assert!(e <= TOL_OUT, "{arch}: running statistic {full}: {e:.2e}");
+    }
+    let seed = r.tensor(&g, "g_grad_seed");
+    let vars;
+    let mut grads = {
+        let root = tape.mul(&img, &tape.constant(seed)).unwrap();
+        let root = tape.sum(&root, &[0, 1, 2, 3], false).unwrap();
+        vars = cx.finish();
+        tape.backward(&root).unwrap()
+    };
+    let (_, want) = r.host("grad.noise");
+    check(&format!("{arch} dL/dnoise"), grads.get(&z).unwrap(), &want, TOL_GRAD);
+    let (_, want) = r.host("grad.sent_emb");
+    check(&format!("{arch} dL/dsent_emb"), grads.get(&s).unwrap(), &want, TOL_GRAD);
+    let ours = vars.gradients(&mut grads);
+    check_grads(&format!("{arch} G"), &ours, r.under(&format!("grad.{NET_G}")), NET_G);
+}
+
+fn discriminator_matches_pytorch(arch: &str) {
+    let g = gpu();
+    let model = Model::load(&g, &dir().join(format!("{arch}.safetensors"))).unwrap();
+    let mut r = Ref::load(arch);
+    let tape = Tape::new(&g);
+    let cx = Bind::new(&tape, &model.params, &[NET_D, NET_C], true);
+    let image = tape.var(r.tensor(&g, "d_image"));
+    let sent = tape.var(r.tensor(&g, "sent_emb"));
+    let (features, embedding) = model.clip_features(&tape, &image).unwrap();
+    let (_, want) = r.host("d_features");
+    check(&format!("{arch} CLIP features"), features.value(), &want, TOL_OUT);
+    let (_, want) = r.host("d_embedding");
+    check(&format!("{arch} CLIP image embedding"), embedding.value(), &want, TOL_OUT);
+    let d = model.discriminator().unwrap();
+    let out = d.netd.forward(&cx, &features).unwrap();
+    let (_, want) = r.host("d_out");
+    check(&format!("{arch} NetD"), out.value(), &want, TOL_OUT);
+    let logit = d.netc.forward(&cx, &out, &sent).unwrap();
+    let (_, want) = r.host("c_logit");
+    check(&format!("{arch} NetC"), logit.value(), &want, TOL_OUT);
+    let seed = r.tensor(&g, "d_grad_seed");
+    let root = tape.sum(&tape.mul(&logit, &tape.constant(seed)).unwrap(), &[0, 1, 2, 3], false).unwrap();
+    let vars = cx.finish();
+    let mut grads = tape.backward_with(&root, None, &[&features]).unwrap();
+    let (_, want) = r.host("grad.d_features");
+    check(&format!("{arch} dL/dfeatures"), grads.get(&features).unwrap(), &want, TOL_GRAD);
+    let (_, want) = r.host("grad.c_sent_emb");
+    check(&format!("{arch} dL/dsent_emb (NetC)"), grads.get(&sent).unwrap(), &want, TOL_GRAD);
+    let (_, want) = r.host("grad.d_image");
+    check(&format!("{arch} dL/dimage (through CLIP)"), grads.get(&image).unwrap(), &want, TOL_GRAD);
+    let ours = vars.gradients(&mut grads);
+    check_grads(&format!("{arch} NetD"), &ours, r.under(&format!("grad.{NET_D}")), NET_D);
+    check_grads(&format!("{arch} NetC"), &ours, r.under(&format!("grad.{NET_C}")), NET_C);
+}
+
+#[test]
+fn galip_generator_matches_pytorch() {
+    generator_matches_pytorch("galip");
+}
+#[test]
+fn ratlip_generator_matches_pytorch() {
+    generator_matches_pytorch("ratlip");
+}
+#[test]
+fn ratlip_release_generator_matches_pytorch() {
+    generator_matches_pytorch("ratlip-release");
+}
+#[test]
+fn galip_discriminator_matches_pytorch() {
+    discriminator_matches_pytorch("galip");
+}
+#[test]
+fn ratlip_discriminator_matches_pytorch() {
+    discriminator_matches_pytorch("ratlip");
+}
+
+/// A fresh model survives save → load bit for bit, and gives the same images.
+#[test]
+fn model_file_round_trip() {
+    use ratlip::model::{Arch, ModelConfig};
+    let g = gpu();
+    let dir = std::env::temp_dir().join(format!("ratlip-model-rt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for arch in [Arch::Galip, Arch::Ratlip, Arch::RatlipRelease] {
+        let m = Model::init(&g, ModelConfig::tiny(arch), None, 5, true).unwrap();
+        let path = dir.join(format!("{}.safetensors", arch.name()));
+        m.save(&path).unwrap();
+        let back = Model::load(&g, &path).unwrap();
+        assert_eq!(back.config, m.config);
+        assert_eq!(back.state_dict().unwrap(), m.state_dict().unwrap());
+        assert_eq!(back.parameter_counts(), m.parameter_counts());
+        let noise = Tensor::from_slice(&g, &[2, 8], &(0..16).map(|i| (i as f32 * 0.37).sin()).collect::<Vec<_>>()).unwrap();
+        let sent = Tensor::from_slice(&g, &[2, 16], &(0..32).map(|i| (i as f32 * 0.11).cos()).collect::<Vec<_>>()).unwrap();
+        let a = m.generate(&noise, &sent).unwrap().to_vec().unwrap();
+        assert_eq!(a, back.generate(&noise, &sent).unwrap().to_vec().unwrap());
+        assert_eq!(a.len(), 2 * 3 * 24 * 24);
+        assert!(a.iter().all(|v| v.is_finite()));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Wrong files fail naming the problem.
+#[test]
+fn bad_model_files_are_clear_errors() {
+    use ratlip::model::{Arch, ModelConfig};
+    let g = gpu();
+    let dir = std::env::temp_dir().join(format!("ratlip-model-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let m = Model::init(&g, ModelConfig::tiny(Arch::Ratlip), None, 1, false).unwrap();
+    let path = dir.join("m.safetensors");
+    m.save(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let cut = dir.join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let e = Model::load(&g, &cut).err().unwrap().to_string();
+    assert!(e.contains("truncated"), "{e}");
+    // A model file of another arch: the missing tensor is named.
+    let mut tensors = m.state_dict().unwrap();
+    tensors.remove("netG.mapping.rat.cell.weight_ih");
+    let meta: std::collections::HashMap<String, String> =
+        [("ratlip_config".to_string(), m.config.to_json())].into_iter().collect();
+    let miss = dir.join("miss.safetensors");
+    ratlip::weights::save_safetensors(&miss, &tensors, &meta).unwrap();
+    let e = Model::load(&g, &miss).err().unwrap().to_string();
+    assert!(e.contains("netG.mapping.rat.cell.weight_ih"), "{e}");
+    let e = Model::load(&g, &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip_tiny/model.safetensors")).err().unwrap().to_string();
+    assert!(e.contains("not a ratlip model file"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
