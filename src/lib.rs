@@ -13,6 +13,7 @@ pub mod bench;
 pub mod clip;
 pub mod error;
 pub mod gpu;
+pub mod images;
 pub mod model;
 pub mod ops;
 pub mod rng;

@@ -1,0 +1,90 @@
+//! Images out: G's float output → 8-bit RGB, grids, and PNG files that carry how they were
+//! made (prompt, seed, model, arch) as text chunks, written atomically.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::weights::write_atomic;
+
+/// An 8-bit RGB image, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rgb8 {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<u8>,
+}
+
+/// G's output [K, 3, S, S] (roughly [-1, 1]; clamped here, as the released code does when
+/// saving) → K images.
+pub fn from_chw(data: &[f32], shape: &[usize]) -> Result<Vec<Rgb8>> {
+    let &[k, 3, h, w] = shape else {
+        return Err(Error::shape("images", format!("expected [K, 3, H, W], got {shape:?}")));
+    };
+    let plane = h * w;
+    Ok((0..k)
+        .map(|i| {
+            let img = &data[i * 3 * plane..(i + 1) * 3 * plane];
+            let mut out = vec![0u8; 3 * plane];
+            for p in 0..plane {
+                for c in 0..3 {
+                    let v = (img[c * plane + p].clamp(-1.0, 1.0) + 1.0) * 127.5;
+                    out[3 * p + c] = v.round() as u8;
+                }
+            }
+            Rgb8 { width: w, height: h, data: out }
+        })
+        .collect())
+}
+
+/// Tiles equally sized images `cols` per row with a `gap`-pixel white border.
+pub fn grid(images: &[Rgb8], cols: usize, gap: usize) -> Result<Rgb8> {
+    let first = images.first().ok_or_else(|| Error::Other("no images to tile".into()))?;
+    let (w, h) = (first.width, first.height);
+    if images.iter().any(|i| i.width != w || i.height != h) {
+        return Err(Error::Other("grid: images differ in size".into()));
+    }
+    let cols = cols.clamp(1, images.len());
+    let rows = images.len().div_ceil(cols);
+    let (gw, gh) = (cols * w + (cols + 1) * gap, rows * h + (rows + 1) * gap);
+    let mut data = vec![255u8; gw * gh * 3];
+    for (n, img) in images.iter().enumerate() {
+        let (x0, y0) = (gap + (n % cols) * (w + gap), gap + (n / cols) * (h + gap));
+        for y in 0..h {
+            let dst = ((y0 + y) * gw + x0) * 3;
+            data[dst..dst + 3 * w].copy_from_slice(&img.data[y * w * 3..(y + 1) * w * 3]);
+        }
+    }
+    Ok(Rgb8 { width: gw, height: gh, data })
+}
+
+/// Encodes a PNG with `text` as tEXt chunks (keyword, value) and writes it atomically.
+pub fn save_png(path: &Path, img: &Rgb8, text: &[(&str, String)]) -> Result<()> {
+    let err = |e: &dyn std::fmt::Display| Error::Other(format!("encoding {}: {e}", path.display()));
+    let mut bytes = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut bytes, img.width as u32, img.height as u32);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        for (k, v) in text {
+            // tEXt is Latin-1; iTXt carries any prompt in UTF-8.
+            enc.add_itxt_chunk(k.to_string(), v.clone()).map_err(|e| err(&e))?;
+        }
+        let mut wr = enc.write_header().map_err(|e| err(&e))?;
+        wr.write_image_data(&img.data).map_err(|e| err(&e))?;
+    }
+    write_atomic(path, &bytes)
+}
+
+/// The text chunks of a PNG (for tests and `ratlip` reading its own outputs).
+pub fn png_text(path: &Path) -> Result<Vec<(String, String)>> {
+    let f = std::fs::File::open(path).map_err(|e| Error::Other(format!("cannot read {}: {e}", path.display())))?;
+    let mut dec = png::Decoder::new(std::io::BufReader::new(f));
+    dec.set_ignore_text_chunk(false);
+    let reader = dec.read_info().map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    let info = reader.info();
+    let mut out: Vec<(String, String)> = info.uncompressed_latin1_text.iter().map(|t| (t.keyword.clone(), t.text.clone())).collect();
+    for t in &info.utf8_text {
+        out.push((t.keyword.clone(), t.get_text().unwrap_or_default()));
+    }
+    Ok(out)
+}
