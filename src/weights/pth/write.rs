@@ -46,6 +46,21 @@ pub enum PthDtype {
 }
 
 /// A Python value to save. Dict entries keep their order, as Python dicts do.
+///
+/// The layout GALIP/RATLIP's code loads (`checkpoint['model']['netG']`, then
+/// `load_state_dict`, strict):
+///
+/// ```no_run
+/// # use std::collections::BTreeMap;
+/// # use ratlip::weights::HostTensor;
+/// # use ratlip::weights::pth::{save_pth, PthValue};
+/// # fn f(g: BTreeMap<String, HostTensor>, d: BTreeMap<String, HostTensor>, c: BTreeMap<String, HostTensor>) -> ratlip::Result<()> {
+/// let sd = |m: &BTreeMap<String, HostTensor>| PthValue::state_dict(m.iter().map(|(k, v)| (k.as_str(), v)));
+/// let model = PthValue::Dict(vec![("netG".into(), sd(&g)), ("netD".into(), sd(&d)), ("netC".into(), sd(&c))]);
+/// let root = PthValue::Dict(vec![("model".into(), model), ("epoch".into(), PthValue::Int(600))]);
+/// save_pth(std::path::Path::new("state_epoch_600.pth"), &root)?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub enum PthValue {
     /// A plain `dict` (the top level of a training checkpoint: `{'model': …, 'epoch': N}`).
