@@ -8,6 +8,9 @@
 //! small pickle VM treats GLOBAL and REDUCE as data: it recognises the handful of callables
 //! torch uses to rebuild tensors and dicts and turns everything else into an opaque value that
 //! is never called. Tensors found in nested dicts are named by joining the keys with '.'.
+//!
+//! Writing lives in the `write` submodule ([`save_pth`], [`PthValue`]); its doc comment
+//! explains the format choices.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -17,6 +20,9 @@ use std::rc::Rc;
 
 use super::{ElementType, HostTensor, WeightFile};
 use crate::error::{Error, Result};
+
+mod write;
+pub use write::{save_pth, PthDtype, PthValue};
 
 /// torch's storage class names for the element types.
 fn storage_type(name: &str) -> Option<ElementType> {
