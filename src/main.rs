@@ -26,6 +26,62 @@ enum Command {
         #[command(subcommand)]
         what: ClipWhat,
     },
+    /// Model files: describe one, or create a fresh one.
+    Model {
+        #[command(subcommand)]
+        what: ModelWhat,
+    },
+    /// Convert an authors' GALIP/RATLIP checkpoint (.pth, read without running pickle code)
+    /// into a ratlip model file.
+    Import {
+        /// The checkpoint, e.g. state_epoch_1480.pth ({'model': {'netG', 'netD', 'netC'}, ...}).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// CLIP weights it was trained with (HF folder/safetensors or OpenAI names), e.g. ViT-B/32.
+        #[arg(long)]
+        clip: PathBuf,
+        /// Output size S of the last image block (the released code fixes 224).
+        #[arg(long, default_value_t = 224)]
+        image_size: usize,
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+    /// Write a model as a checkpoint the released PyTorch code loads.
+    Export {
+        #[arg(long)]
+        model: PathBuf,
+        /// PyTorch .pth in the released layout {'model': {'netG', 'netD', 'netC'}, 'epoch': N}.
+        #[arg(long, value_name = "OUT.pth")]
+        pytorch: PathBuf,
+        /// Epoch number to record (default: the imported one, else 0).
+        #[arg(long)]
+        epoch: Option<i64>,
+    },
+    /// Generate images for a prompt.
+    Generate {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        prompt: String,
+        /// Seed of the noise; image i uses its own stream of this seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Number of images.
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// Noise from a safetensors file (tensor "noise" [K, z_dim]) instead of a seed.
+        #[arg(long)]
+        noise: Option<PathBuf>,
+        /// Images per GPU pass.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// PNG output (a grid when count > 1); default ratlip.png unless --save-tensor is given.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// Also write the raw float images [K, 3, S, S] (+ noise, sent_emb) as safetensors.
+        #[arg(long)]
+        save_tensor: Option<PathBuf>,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -60,7 +116,48 @@ enum ClipWhat {
 }
 
 #[derive(Subcommand)]
+enum ModelWhat {
+    /// Arch, sizes, parameter counts per part, and provenance of a model file.
+    Info {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A freshly initialised model (for training from scratch, or tests).
+    New {
+        /// galip, ratlip (the paper's RAT) or ratlip-release.
+        #[arg(long, default_value = "ratlip")]
+        arch: String,
+        /// released (ngf 64, 224 px, ViT-B/32 sizes) or tiny.
+        #[arg(long, default_value = "released")]
+        size: String,
+        /// CLIP weights to build around (default: a freshly initialised CLIP of the size's shape).
+        #[arg(long)]
+        clip: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Leave out NetD/NetC.
+        #[arg(long)]
+        generator_only: bool,
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum BenchWhat {
+    /// Generator ms per image and images/s at several batch sizes.
+    Generator {
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Without --model: a fresh model of this arch at the released size.
+        #[arg(long, default_value = "ratlip")]
+        arch: String,
+        #[arg(long, value_delimiter = ',', default_value = "1,16")]
+        batch: Vec<usize>,
+        #[arg(long, default_value_t = 2)]
+        reps: usize,
+    },
     /// CLIP prompts/s and images/s (compare: tools/reference/clip_bench.py).
     Clip {
         /// CLIP weights: a folder (config.json + model.safetensors) or a .safetensors file.
@@ -115,6 +212,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "image: {:.2} images/s at batch {} ({:.1} GFLOP/s, {:.2} GFLOP per image)",
                 r.images_per_s, r.batch, r.images_per_s * r.gflop_per_image, r.gflop_per_image
             );
+        }
+        Command::Model { what: ModelWhat::Info { file, json } } => {
+            commands::model::info(&gpu()?, &file, json)?;
+        }
+        Command::Model { what: ModelWhat::New { arch, size, clip, seed, generator_only, out } } => {
+            commands::model::new(&gpu()?, &arch, &size, clip.as_deref(), seed, generator_only, &out)?;
+        }
+        Command::Import { checkpoint, clip, image_size, out } => {
+            commands::model::import(&gpu()?, &checkpoint, &clip, image_size, &out)?;
+        }
+        Command::Export { model, pytorch, epoch } => {
+            commands::model::export(&gpu()?, &model, &pytorch, epoch)?;
+        }
+        Command::Generate { model, prompt, seed, count, noise, batch, out, save_tensor } => {
+            let noise = commands::model::NoiseSpec { file: noise, seed, count };
+            let args = commands::model::GenerateArgs { model, prompt, noise, batch, out, save_tensor };
+            commands::model::generate(&gpu()?, &args)?;
+        }
+        Command::Bench { what: BenchWhat::Generator { model, arch, batch, reps } } => {
+            let g = gpu()?;
+            commands::model::bench(&g, model.as_deref(), &arch, &batch, reps)?;
         }
         Command::Bench { what: BenchWhat::Kernels { peak_gflops, reps } } => {
             let g = gpu()?;

@@ -11,6 +11,7 @@ use crate::gpu::Gpu;
 
 pub mod clip;
 pub mod conv;
+pub mod generator;
 pub mod matmul;
 
 pub struct Row {
@@ -20,6 +21,8 @@ pub struct Row {
 }
 
 /// Mean milliseconds of `f` over `reps` runs after one warm-up.
+pub use generator::generator_gflop;
+
 pub fn time(gpu: &Gpu, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     f()?;
     gpu.sync()?;

@@ -9,7 +9,7 @@
 pub mod config;
 pub mod discriminator;
 pub mod generator;
-pub mod import;
+pub mod pytorch;
 pub mod layers;
 pub mod params;
 

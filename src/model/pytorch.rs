@@ -180,3 +180,38 @@ pub fn import_checkpoint(gpu: &Gpu, checkpoint: &Path, clip_path: &Path, image_s
     w.finish()?;
     Ok(Imported { model, mapper_vit_difference: diff, epoch })
 }
+
+/// Writes the released checkpoint layout `{'model': {'netG', 'netD', 'netC'}, 'epoch': N}` as a
+/// `.pth` the authors' code loads with `load_state_dict(strict=True)`: netG gets its
+/// `mapping.CLIP_ViT.*` copy of CLIP's visual tower back, BatchNorm counters are int64.
+/// Optimiser state is not included (their resume path wants it; their sampling path does not).
+pub fn export_checkpoint(model: &Model, path: &Path, epoch: i64) -> Result<()> {
+    use crate::weights::pth::{save_pth, PthDtype, PthValue};
+    let params = model.params.to_host("")?;
+    let part = |prefix: &str, extra: Vec<(String, HostTensor)>| -> PthValue {
+        let mut items: Vec<(String, PthValue)> = params
+            .iter()
+            .filter_map(|(n, t)| n.strip_prefix(prefix).map(|rest| (rest.to_string(), t)))
+            .map(|(rest, t)| {
+                let dtype = if rest.ends_with("num_batches_tracked") { PthDtype::I64 } else { PthDtype::F32 };
+                (rest, PthValue::Tensor(t.clone(), dtype))
+            })
+            .collect();
+        items.extend(extra.into_iter().map(|(n, t)| (n, PthValue::Tensor(t, PthDtype::F32))));
+        PthValue::OrderedDict(items)
+    };
+    let vit: Vec<(String, HostTensor)> = model
+        .clip
+        .state_dict()?
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("visual.") && !NOT_IN_MAPPER.contains(&n.as_str()))
+        .map(|(n, t)| (format!("{MAPPER_VIT}{}", &n["visual.".len()..]), t))
+        .collect();
+    let mut nets = vec![("netG".to_string(), part(NET_G, vit))];
+    if model.d.is_some() {
+        nets.push(("netD".to_string(), part(NET_D, vec![])));
+        nets.push(("netC".to_string(), part(NET_C, vec![])));
+    }
+    let root = PthValue::Dict(vec![("model".into(), PthValue::Dict(nets)), ("epoch".into(), PthValue::Int(epoch))]);
+    save_pth(path, &root)
+}
