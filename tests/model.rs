@@ -238,3 +238,49 @@ fn bad_model_files_are_clear_errors() {
     assert!(e.contains("not a ratlip model file"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The authors' checkpoint layout (`{arch}_release.pth`, written by torch) imports to the
+/// same parameters as the reference model file and generates the reference images; export
+/// writes every tensor back under the same names.
+fn import_export_round_trip(arch: &str) {
+    use ratlip::model::pytorch::{export_checkpoint, import_checkpoint};
+    use ratlip::weights::pth::load_pth;
+    let g = gpu();
+    let pth = dir().join(format!("{arch}_release.pth"));
+    let imp = import_checkpoint(&g, &pth, &dir().join("clip_openai.safetensors"), 24).unwrap();
+    println!("{arch}: mapper ViT vs CLIP: {:.2e}", imp.mapper_vit_difference);
+    let m = imp.model;
+    assert_eq!(m.config.arch.name(), arch);
+    assert!(m.d.is_some());
+    let mut r = Ref::load(arch);
+    let (noise, sent) = (r.tensor(&g, "noise"), r.tensor(&g, "sent_emb"));
+    let (_, want) = r.host("g_eval_image");
+    check(&format!("{arch} imported G eval image"), &m.generate(&noise, &sent).unwrap(), &want, TOL_OUT);
+
+    let out = std::env::temp_dir().join(format!("ratlip-export-{arch}-{}.pth", std::process::id()));
+    export_checkpoint(&m, &out, 7).unwrap();
+    let theirs = load_pth(&pth).unwrap();
+    let ours = load_pth(&out).unwrap();
+    let model_names = |w: &WeightFile| -> Vec<String> { w.names().filter(|n| n.starts_with("model.")).map(str::to_string).collect() };
+    assert_eq!(model_names(&ours), model_names(&theirs), "exported names differ from the authors' checkpoint");
+    let (mut ours, mut theirs) = (ours, theirs);
+    for n in model_names(&theirs) {
+        let (a, b) = (ours.take_any(&n).unwrap(), theirs.take_any(&n).unwrap());
+        assert_eq!(a.shape, b.shape, "{n}");
+        let tol = if n.contains("CLIP_ViT") { 1e-3 } else { 0.0 }; // the authors' CLIP may be fp16
+        let scale = b.data.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+        let e = a.data.iter().zip(&b.data).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale;
+        assert!(e <= tol, "{n}: exported differs by {e:.2e}");
+    }
+    assert_eq!(ours.metadata.get("epoch").map(String::as_str), Some("7"));
+    std::fs::remove_file(&out).ok();
+}
+
+#[test]
+fn galip_checkpoint_import_export() {
+    import_export_round_trip("galip");
+}
+#[test]
+fn ratlip_release_checkpoint_import_export() {
+    import_export_round_trip("ratlip-release");
+}
