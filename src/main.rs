@@ -26,6 +26,11 @@ enum Command {
         #[command(subcommand)]
         what: ClipWhat,
     },
+    /// Datasets: `dataset synth` writes a synthetic captioned one (shapes or cartoon faces).
+    Dataset {
+        #[command(subcommand)]
+        what: DatasetWhat,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -57,6 +62,12 @@ enum ClipWhat {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum DatasetWhat {
+    /// Images with ten captions each, in the folder layout `ratlip train` reads.
+    Synth(commands::dataset::SynthArgs),
 }
 
 #[derive(Subcommand)]
@@ -102,6 +113,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Clip { what: ClipWhat::Score { clip, image, prompt, json } } => {
             commands::clip::score(&gpu()?, &clip, &image, &prompt, json)?;
         }
+        Command::Dataset { what: DatasetWhat::Synth(args) } => commands::dataset::synth(&args)?,
         Command::Bench { what: BenchWhat::Clip { clip, batch, reps } } => {
             let g = gpu()?;
             let model = commands::clip::load(&g, &clip)?;

@@ -1,3 +1,4 @@
 //! What each CLI subcommand does; `main.rs` only parses arguments and reports errors.
 
 pub mod clip;
+pub mod dataset;
