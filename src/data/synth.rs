@@ -76,6 +76,16 @@ impl Attrs {
     }
 }
 
+/// The colour names a shape can have.
+pub fn shape_colours() -> impl Iterator<Item = &'static str> {
+    shapes::COLOURS.iter().map(|c| c.0)
+}
+
+/// The nominal RGB of a named shape colour (before the small per-image jitter).
+pub fn shape_colour(name: &str) -> [u8; 3] {
+    shapes::colour(name)
+}
+
 /// One rendered image: `size`×`size` RGB bytes, row-major.
 pub struct Sample {
     pub size: usize,

@@ -268,7 +268,8 @@ pub fn captions(a: &FaceAttrs, rng: &mut Rng) -> Vec<String> {
     parts.push(mood(rng).into());
     out.push(format!("cartoon face of a {} {}: {}", age(rng), noun(rng), parts.join(", ")));
     let specs = if a.glasses { format!(" and wears {}", glasses(rng)) } else { String::new() };
-    out.push(format!("{he} looks {} and {}; {he_lc} has {}{specs}", mood(rng), age(rng), hair(rng)));
+    let look = if a.expression == "smiling" { pick(rng, &["happy", "cheerful"]) } else { pick(rng, &["sad", "unhappy"]) };
+    out.push(format!("{he} looks {look} and {}; {he_lc} has {}{specs}", age(rng), hair(rng)));
     let wrinkled = if a.age == "old" && rng.chance(0.5) { ", wrinkles" } else { "" };
     out.push(format!("close-up of a {} {} with {}, {}{wrinkled}, {bg} background", age(rng), noun(rng), skin(rng), hair(rng)));
     out.push(format!("{} {}, {}, {}, {}, {bg} backdrop", age(rng), noun(rng), style(rng), mood(rng), wearing(rng)));
