@@ -366,3 +366,30 @@ fn cli_writes_a_dataset_and_rejects_bad_arguments() {
     assert!(stdout.contains("--kind") && stdout.contains("--seed"), "{stdout}");
     let _ = std::fs::remove_dir_all(d);
 }
+
+#[test]
+fn every_shape_stands_out_from_its_background() {
+    for i in 0..500 {
+        let Attrs::Shapes(a) = synth::sample(Kind::Shapes, 2, i, 16).attrs else { panic!() };
+        let bg = synth::shape_colour(a.background);
+        for s in &a.shapes {
+            let c = synth::shape_colour(s.color);
+            let d: i32 = c.iter().zip(&bg).map(|(x, y)| (*x as i32 - *y as i32).abs()).sum();
+            assert!(d > 180, "{a:?}");
+        }
+    }
+}
+
+#[test]
+fn face_hair_stands_out_from_its_background() {
+    let clashes = [("blonde", "yellow"), ("blonde", "orange"), ("white", "white"), ("grey", "grey")];
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..500 {
+        let Attrs::Faces(a) = synth::sample(Kind::Faces, 2, i, 16).attrs else { panic!() };
+        assert!(!clashes.contains(&(a.hair_color, a.background)), "{a:?}");
+        seen.insert((a.gender, a.age, a.hair_style, a.glasses, a.beard));
+    }
+    // Every combination the generator allows turns up: 2 ages × (men: 3 styles × glasses × beard
+    // = 12, women: 2) = 28.
+    assert_eq!(seen.len(), 28);
+}

@@ -58,7 +58,10 @@ pub fn sample(rng: &mut Rng) -> FaceAttrs {
     let hair_color = if age == "old" { rng.pick(&["grey", "white"]) } else { rng.pick(&["black", "brown", "blonde", "red"]) };
     let hair_style = if gender == "man" { rng.pick(&["full", "full", "receding", "receding", "bald"]) } else { "full" };
     let beard = gender == "man" && rng.chance(0.4);
-    let backgrounds: Vec<&'static str> = BACKGROUNDS.iter().map(|b| b.0).filter(|b| *b != hair_color).collect();
+    // Hair must stand out from the background (no blonde on yellow, no white on white).
+    let hair_rgb = lookup(&HAIR, hair_color);
+    let contrast = |c: &Rgb| c.iter().zip(&hair_rgb).map(|(x, y)| (*x as i32 - *y as i32).abs()).sum::<i32>();
+    let backgrounds: Vec<&'static str> = BACKGROUNDS.iter().filter(|b| contrast(&b.1) > 120).map(|b| b.0).collect();
     FaceAttrs {
         gender,
         age,

@@ -62,10 +62,17 @@ pub fn sample(rng: &mut Rng) -> ShapesAttrs {
         let second = Shape { shape: rng.pick(&SHAPES), color, size: rng.pick(&sizes), position: p2 };
         vec![first, second]
     };
-    let used: Vec<&str> = shapes.iter().map(|s| s.color).collect();
-    let backgrounds: Vec<&'static str> =
-        COLOURS.iter().chain([&GREY]).map(|c| c.0).filter(|c| !used.contains(c)).collect();
-    ShapesAttrs { background: rng.pick(&backgrounds), shapes }
+    // Backgrounds close to a shape's colour (yellow on orange, red on orange) would make
+    // captions name a shape one can barely see.
+    let contrast = |a: Rgb, b: Rgb| a.iter().zip(&b).map(|(x, y)| (*x as i32 - *y as i32).abs()).sum::<i32>();
+    let backgrounds: Vec<&'static str> = COLOURS
+        .iter()
+        .chain([&GREY])
+        .filter(|(_, bg)| shapes.iter().all(|s| contrast(colour(s.color), *bg) > 180))
+        .map(|c| c.0)
+        .collect();
+    let background = if backgrounds.is_empty() { GREY.0 } else { rng.pick(&backgrounds) };
+    ShapesAttrs { background, shapes }
 }
 
 pub fn render(a: &ShapesAttrs, size: usize, rng: &mut Rng) -> Vec<u8> {
