@@ -29,7 +29,7 @@ use crate::{Error, Result};
 pub const GENERATOR_VERSION: u32 = 1;
 pub const CAPTIONS_PER_IMAGE: usize = 10;
 pub const MIN_SIZE: usize = 16;
-/// The supersampled canvas is 16× the pixels of the output; this keeps one under 50 MB.
+/// The supersampled canvas has 9× the pixels of the output; this keeps one under 30 MB.
 pub const MAX_SIZE: usize = 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -90,10 +90,12 @@ pub fn render(a: &FaceAttrs, size: usize, rng: &mut Rng) -> Vec<u8> {
     if woman {
         // Long hair falls behind the neck onto the shoulders.
         cv.ellipse(cx, cy - 0.01, rx + 0.06, ry + 0.05, hair);
-        cv.rect(cx - rx - 0.06, cy, cx + rx + 0.06, cy + 0.36, hair);
+        cv.rect(cx - rx - 0.06, cy, cx + rx + 0.06, cy + 0.3, hair);
+        cv.ellipse(cx, cy + 0.3, rx + 0.06, 0.06, hair);
     }
     cv.rect(cx - 0.075, cy + ry - 0.1, cx + 0.075, cy + ry + 0.12, shade);
-    for side in [-1.0, 1.0] {
+    // Long hair covers the ears.
+    for side in [-1.0, 1.0].into_iter().filter(|_| !woman) {
         cv.ellipse(cx + side * rx, cy + 0.02, 0.035, 0.055, shade);
     }
     cv.ellipse(cx, cy, rx, ry, skin);

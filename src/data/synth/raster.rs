@@ -1,4 +1,4 @@
-//! A tiny supersampled rasteriser: shapes are inside/outside tests evaluated on a grid `SS`
+//! A tiny supersampled rasteriser: shapes are inside/outside tests evaluated on a grid 3 or 4
 //! times finer than the output, then box-filtered down, so edges come out anti-aliased without
 //! any per-primitive coverage maths. Coordinates are in image units (0..1, y down) so a
 //! picture looks the same at every output size.
@@ -8,10 +8,9 @@
 
 pub type Rgb = [u8; 3];
 
-/// Samples per output pixel along each axis.
-const SS: usize = 4;
-
 pub struct Canvas {
+    /// Samples per output pixel along each axis.
+    ss: usize,
     /// Side of the supersampled grid.
     n: usize,
     px: Vec<Rgb>,
@@ -19,8 +18,11 @@ pub struct Canvas {
 
 impl Canvas {
     pub fn new(size: usize, background: Rgb) -> Self {
-        let n = size * SS;
-        Canvas { n, px: vec![background; n * n] }
+        // 16 samples a pixel keeps thin lines (wrinkles, glasses) smooth at 64 px; at larger
+        // sizes those lines span several pixels and 9 look as clean for half the work.
+        let ss = if size <= 128 { 4 } else { 3 };
+        let n = size * ss;
+        Canvas { ss, n, px: vec![background; n * n] }
     }
 
     /// Paints every sample whose centre satisfies `inside`, visiting only the bounding box
@@ -89,15 +91,16 @@ impl Canvas {
 
     /// Box-filters the supersampled grid down to `size`×`size` RGB bytes.
     pub fn downsample(&self) -> Vec<u8> {
-        let size = self.n / SS;
+        let ss = self.ss;
+        let size = self.n / ss;
         let mut out = Vec::with_capacity(size * size * 3);
-        let area = (SS * SS) as u32;
+        let area = (ss * ss) as u32;
         for y in 0..size {
             for x in 0..size {
                 let mut acc = [0u32; 3];
-                for sy in 0..SS {
-                    let row = (y * SS + sy) * self.n + x * SS;
-                    for p in &self.px[row..row + SS] {
+                for sy in 0..ss {
+                    let row = (y * ss + sy) * self.n + x * ss;
+                    for p in &self.px[row..row + ss] {
                         for c in 0..3 {
                             acc[c] += p[c] as u32;
                         }
