@@ -191,8 +191,9 @@ fn mean(s: &synth::Sample, x0: f32, y0: f32, x1: f32, y1: f32) -> [f32; 3] {
     let (mut acc, mut k) = ([0.0f32; 3], 0.0);
     for y in (y0 * n) as usize..(y1 * n) as usize {
         for x in (x0 * n) as usize..(x1 * n) as usize {
-            for c in 0..3 {
-                acc[c] += s.rgb[(y * s.size + x) * 3 + c] as f32;
+            let p = &s.rgb[(y * s.size + x) * 3..][..3];
+            for (a, v) in acc.iter_mut().zip(p) {
+                *a += *v as f32;
             }
             k += 1.0;
         }

@@ -105,12 +105,7 @@ fn caption_rng(seed: u64, index: u64) -> raster::Rng {
 
 /// Image `index` of the dataset with this seed.
 pub fn sample(kind: Kind, seed: u64, index: u64, size: usize) -> Sample {
-    let mut rng = image_rng(seed, index);
-    let attrs = match kind {
-        Kind::Shapes => Attrs::Shapes(shapes::sample(&mut rng)),
-        Kind::Faces => Attrs::Faces(faces::sample(&mut rng)),
-    };
-    render(&attrs, size, seed, index)
+    render(&Attrs::draw(kind, seed, index), size, seed, index)
 }
 
 /// Draws given attributes; `seed` and `index` only vary the small jitter (placement, shades)

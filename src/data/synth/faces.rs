@@ -124,7 +124,7 @@ pub fn render(a: &FaceAttrs, size: usize, rng: &mut Rng) -> Vec<u8> {
         }
     }
 
-    draw_hair(&mut cv, a, hair, (cx, cy, rx, ry), rng);
+    draw_hair(&mut cv, a, hair, skin, (cx, cy, rx, ry), rng);
 
     cv.polyline(&[(cx, cy + 0.005), (cx - 0.022, cy + 0.085), (cx + 0.012, cy + 0.092)], 0.013, shade);
 
@@ -149,8 +149,8 @@ pub fn render(a: &FaceAttrs, size: usize, rng: &mut Rng) -> Vec<u8> {
         cv.polyline(&arc(cx, mouth_y + 0.045, 0.06, 0.04, -2.6, -0.54, 14), w, lips);
     }
 
-    let brow = if a.hair_style == "bald" && !old { mix(hair, skin, 0.2) } else { hair };
-    let brow = if brow == skin || a.hair_color == "blonde" { mix(brow, [80, 60, 30], 0.35) } else { brow };
+    // Pale blonde brows would vanish on light skin.
+    let brow = if a.hair_color == "blonde" { mix(hair, [80, 60, 30], 0.35) } else { hair };
     for side in [-1.0f32, 1.0] {
         let ex = cx + side * eye_dx;
         cv.ellipse(ex, eye_y, 0.04, 0.024, [250, 250, 250]);
@@ -181,7 +181,7 @@ pub fn render(a: &FaceAttrs, size: usize, rng: &mut Rng) -> Vec<u8> {
 /// `head` is (cx, cy, rx, ry). The cap is the band between the head and a slightly larger
 /// ellipse, plus the part of the head above the hairline; receding pushes the hairline back
 /// in an M, bald keeps only the tufts above the ears.
-fn draw_hair(cv: &mut Canvas, a: &FaceAttrs, hair: Rgb, head: (f32, f32, f32, f32), rng: &mut Rng) {
+fn draw_hair(cv: &mut Canvas, a: &FaceAttrs, hair: Rgb, skin: Rgb, head: (f32, f32, f32, f32), rng: &mut Rng) {
     let (cx, cy, rx, ry) = head;
     let (ox, oy, orx, ory) = (cx, cy - 0.012, rx + 0.028, ry + 0.04);
     let bbox = (ox - orx, oy - ory, ox + orx, cy);
@@ -209,30 +209,25 @@ fn draw_hair(cv: &mut Canvas, a: &FaceAttrs, hair: Rgb, head: (f32, f32, f32, f3
                 in_cap(x, y) && !in_head(x, y) && d.abs() > 0.75 && y > cy - 0.13
             });
             // The shine on top is what reads as "bald" at 64 px.
-            let shine = mix([255, 255, 255], hair, 0.0);
-            cv.ellipse(cx - rx * 0.3, cy - ry * 0.78, rx * 0.2, ry * 0.07, mix(shine, [250, 240, 230], 0.5));
+            cv.ellipse(cx - rx * 0.3, cy - ry * 0.78, rx * 0.2, ry * 0.07, mix(skin, [255, 252, 245], 0.6));
         }
     }
-}
-
-fn pick(rng: &mut Rng, words: &[&'static str]) -> &'static str {
-    words[rng.below(words.len())]
 }
 
 pub fn captions(a: &FaceAttrs, rng: &mut Rng) -> Vec<String> {
     let man = a.gender == "man";
     let he = if man { "He" } else { "She" };
     let he_lc = if man { "he" } else { "she" };
-    let noun = |rng: &mut Rng| if man { pick(rng, &["man", "man", "guy", "gentleman"]) } else { pick(rng, &["woman", "woman", "lady"]) };
-    let age = |rng: &mut Rng| if a.age == "old" { pick(rng, &["old", "elderly", "aged", "old"]) } else { pick(rng, &["young", "youthful", "young"]) };
-    let mood = |rng: &mut Rng| if a.expression == "smiling" { pick(rng, &["smiling", "happy", "cheerful"]) } else { pick(rng, &["sad", "unhappy", "frowning"]) };
-    let hc = |rng: &mut Rng| if a.hair_color == "grey" { pick(rng, &["grey", "gray"]) } else { a.hair_color };
+    let noun = |rng: &mut Rng| if man { rng.pick(&["man", "man", "guy", "gentleman"]) } else { rng.pick(&["woman", "woman", "lady"]) };
+    let age = |rng: &mut Rng| if a.age == "old" { rng.pick(&["old", "elderly", "aged", "old"]) } else { rng.pick(&["young", "youthful", "young"]) };
+    let mood = |rng: &mut Rng| if a.expression == "smiling" { rng.pick(&["smiling", "happy", "cheerful"]) } else { rng.pick(&["sad", "unhappy", "frowning"]) };
+    let hc = |rng: &mut Rng| if a.hair_color == "grey" { rng.pick(&["grey", "gray"]) } else { a.hair_color };
     let hair = |rng: &mut Rng| -> String {
         match a.hair_style {
-            "full" if man => format!("{}{} hair", pick(rng, &["", "short "]), hc(rng)),
+            "full" if man => format!("{}{} hair", rng.pick(&["", "short "]), hc(rng)),
             "full" => format!("long {} hair", hc(rng)),
-            "receding" => pick(rng, &["a receding hairline", "receding {} hair"]).replace("{}", hc(rng)),
-            _ => pick(rng, &["a bald head", "a shaved head"]).to_string(),
+            "receding" => rng.pick(&["a receding hairline", "receding {} hair"]).replace("{}", hc(rng)),
+            _ => rng.pick(&["a bald head", "a shaved head"]).to_string(),
         }
     };
     let style = |rng: &mut Rng| -> String {
@@ -242,9 +237,9 @@ pub fn captions(a: &FaceAttrs, rng: &mut Rng) -> Vec<String> {
             _ => "bald".into(),
         }
     };
-    let glasses = |rng: &mut Rng| if a.glasses { pick(rng, &["glasses", "spectacles", "eyeglasses"]) } else { "" };
-    let wearing = |rng: &mut Rng| if a.glasses { format!("wearing {}", glasses(rng)) } else { pick(rng, &["no glasses", "without glasses"]).into() };
-    let beard = |rng: &mut Rng| if a.beard { pick(rng, &["a beard", "a full beard", "a thick beard"]) } else { "" };
+    let glasses = |rng: &mut Rng| if a.glasses { rng.pick(&["glasses", "spectacles", "eyeglasses"]) } else { "" };
+    let wearing = |rng: &mut Rng| if a.glasses { format!("wearing {}", glasses(rng)) } else { rng.pick(&["no glasses", "without glasses"]).into() };
+    let beard = |rng: &mut Rng| if a.beard { rng.pick(&["a beard", "a full beard", "a thick beard"]) } else { "" };
     let with_extras = |rng: &mut Rng| -> String {
         let mut parts = vec![hair(rng)];
         if a.glasses {
@@ -255,16 +250,16 @@ pub fn captions(a: &FaceAttrs, rng: &mut Rng) -> Vec<String> {
         }
         join_and(&parts)
     };
-    let skin = |rng: &mut Rng| format!("{} skin", a.skin).replace("light skin", pick(rng, &["light skin", "fair skin"]));
+    let skin = |rng: &mut Rng| format!("{} skin", a.skin).replace("light skin", rng.pick(&["light skin", "fair skin"]));
     let bg = a.background;
-    let ing = |rng: &mut Rng| if a.expression == "smiling" { pick(rng, &["smiling", "grinning"]) } else { pick(rng, &["frowning", "looking sad"]) };
+    let ing = |rng: &mut Rng| if a.expression == "smiling" { rng.pick(&["smiling", "grinning"]) } else { rng.pick(&["frowning", "looking sad"]) };
 
     let mut out = Vec::with_capacity(10);
     out.push(format!("a {} {} {} with {}", mood(rng), age(rng), noun(rng), with_extras(rng)));
     out.push(format!("{he} is {}, {}, {}", age(rng), style(rng), wearing(rng)));
     out.push(format!("portrait of a {} {} who is {}, with {} and {}, on a {bg} background", age(rng), noun(rng), ing(rng), hair(rng), skin(rng)));
     let bearded = if a.beard { "bearded " } else if man && rng.chance(0.5) { "clean-shaven " } else { "" };
-    let look = if a.expression == "smiling" { pick(rng, &["happy", "cheerful"]) } else { pick(rng, &["sad", "unhappy"]) };
+    let look = if a.expression == "smiling" { rng.pick(&["happy", "cheerful"]) } else { rng.pick(&["sad", "unhappy"]) };
     out.push(format!("a {} {bearded}{} looking {look}", age(rng), noun(rng)));
     let mut parts = vec![hair(rng), wearing(rng)];
     if a.beard {
@@ -273,7 +268,7 @@ pub fn captions(a: &FaceAttrs, rng: &mut Rng) -> Vec<String> {
     parts.push(mood(rng).into());
     out.push(format!("cartoon face of a {} {}: {}", age(rng), noun(rng), parts.join(", ")));
     let specs = if a.glasses { format!(" and wears {}", glasses(rng)) } else { String::new() };
-    let look = if a.expression == "smiling" { pick(rng, &["happy", "cheerful"]) } else { pick(rng, &["sad", "unhappy"]) };
+    let look = if a.expression == "smiling" { rng.pick(&["happy", "cheerful"]) } else { rng.pick(&["sad", "unhappy"]) };
     out.push(format!("{he} looks {look} and {}; {he_lc} has {}{specs}", age(rng), hair(rng)));
     let wrinkled = if a.age == "old" && rng.chance(0.5) { ", wrinkles" } else { "" };
     out.push(format!("close-up of a {} {} with {}, {}{wrinkled}, {bg} background", age(rng), noun(rng), skin(rng), hair(rng)));
