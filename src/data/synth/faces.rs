@@ -199,7 +199,8 @@ fn draw_hair(cv: &mut Canvas, a: &FaceAttrs, hair: Rgb, skin: Rgb, head: (f32, f
         "receding" => cv.fill(bbox, hair, move |x, y| {
             let d = (x - cx) / rx;
             // The M of a receding hairline: a high forehead, higher still at the temples.
-            let temple = (1.0 - ((d.abs() - 0.5) / 0.3).powi(2)).max(0.0);
+            let t = (d.abs() - 0.5) / 0.3;
+            let temple = (1.0 - t * t).max(0.0);
             let hairline = fringe - 0.07 - 0.09 * temple;
             in_cap(x, y) && y < cy - 0.05 && (!in_head(x, y) || y < hairline || d.abs() > 0.9)
         }),
