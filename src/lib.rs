@@ -11,6 +11,7 @@
 pub mod autograd;
 pub mod bench;
 pub mod clip;
+pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod images;

@@ -82,6 +82,11 @@ enum Command {
         #[arg(long)]
         save_tensor: Option<PathBuf>,
     },
+    /// Datasets: `dataset synth` writes a synthetic captioned one (shapes or cartoon faces).
+    Dataset {
+        #[command(subcommand)]
+        what: DatasetWhat,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -145,6 +150,12 @@ enum ModelWhat {
 }
 
 #[derive(Subcommand)]
+enum DatasetWhat {
+    /// Images with ten captions each, in the folder layout `ratlip train` reads.
+    Synth(commands::dataset::SynthArgs),
+}
+
+#[derive(Subcommand)]
 enum BenchWhat {
     /// Generator ms per image and images/s at several batch sizes.
     Generator {
@@ -199,6 +210,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Clip { what: ClipWhat::Score { clip, image, prompt, json } } => {
             commands::clip::score(&gpu()?, &clip, &image, &prompt, json)?;
         }
+        Command::Dataset { what: DatasetWhat::Synth(args) } => commands::dataset::synth(&args)?,
         Command::Bench { what: BenchWhat::Clip { clip, batch, reps } } => {
             let g = gpu()?;
             let model = commands::clip::load(&g, &clip)?;

@@ -1,4 +1,5 @@
 //! What each CLI subcommand does; `main.rs` only parses arguments and reports errors.
 
 pub mod clip;
+pub mod dataset;
 pub mod model;
