@@ -5,6 +5,9 @@
 //! gradients. Both sides run in f32; G stacks ~60 convolutions, 9 ViT blocks and BatchNorms,
 //! each adding a few ulp with a different summation order, and gradients go back through all
 //! of it. A wrong index, gate order, BN mode or missing term gives errors of order 1e-1..1.
+//! Measured (tiny): outputs 3e-7..2.6e-6; gradients up to 7.6e-5, the worst being shuffle
+//! attention's per-channel gates (`se.sweight`, `se.cweight`), whose gradient is a sum over
+//! every pixel of every group with heavy cancellation.
 //!
 //! `RATLIP_MODEL_FIXTURE=DIR` points the same tests at another fixture (e.g. the full-size one
 //! from `model_reference.py --config full`).
@@ -69,6 +72,7 @@ fn check(what: &str, got: &Tensor, want: &[f32], tol: f64) -> f64 {
 /// reference differentiates but our pass never reached must have a zero reference gradient.
 fn check_grads(what: &str, ours: &BTreeMap<String, Tensor>, reference: BTreeMap<String, (Vec<usize>, Vec<f32>)>, prefix: &str) -> f64 {
     let mut worst: f64 = 0.0;
+    let mut worst_name = String::new();
     assert!(!reference.is_empty(), "{what}: reference has no gradients under {prefix}");
     for (name, (shape, want)) in &reference {
         let full = format!("{prefix}{name}");
@@ -77,7 +81,10 @@ fn check_grads(what: &str, ours: &BTreeMap<String, Tensor>, reference: BTreeMap<
                 assert_eq!(g.shape(), shape.as_slice(), "{full}");
                 let e = rel(&g.to_vec().unwrap(), want);
                 assert!(e <= TOL_GRAD, "{what}: gradient of {full}: max relative error {e:.2e} > {TOL_GRAD:.0e}");
-                worst = worst.max(e);
+                if e > worst {
+                    worst = e;
+                    worst_name = full.clone();
+                }
             }
             None => assert!(want.iter().all(|&w| w == 0.0), "{what}: no gradient for {full}, reference has a nonzero one"),
         }
@@ -85,13 +92,30 @@ fn check_grads(what: &str, ours: &BTreeMap<String, Tensor>, reference: BTreeMap<
     for name in ours.keys().filter(|n| n.starts_with(prefix)) {
         assert!(reference.contains_key(&name[prefix.len()..]), "{what}: we have a gradient for {name} the reference lacks");
     }
-    println!("{what}: {} parameter gradients, worst relative error {worst:.2e}", reference.len());
+    println!("{what}: {} parameter gradients, worst relative error {worst:.2e} ({worst_name})", reference.len());
     worst
+}
+
+/// The reference weights as a model: its model file, or (galip, ratlip-release) its
+/// released-layout checkpoint through `import` — the path users' checkpoints take.
+fn load_model(g: &Gpu, arch: &str) -> Model {
+    let file = dir().join(format!("{arch}.safetensors"));
+    if file.exists() {
+        return Model::load(g, &file).unwrap();
+    }
+    let pth = dir().join(format!("{arch}_release.pth"));
+    ratlip::model::pytorch::import_checkpoint(g, &pth, &dir().join("clip_openai.safetensors"), image_size(arch)).unwrap().model
+}
+
+/// S is not in a checkpoint (the released code fixes it); the reference's config says it.
+fn image_size(arch: &str) -> usize {
+    let r = Ref::load(arch);
+    ratlip::model::ModelConfig::from_json(&r.0.metadata["ratlip_config"]).unwrap().image_size
 }
 
 fn generator_matches_pytorch(arch: &str) {
     let g = gpu();
-    let model = Model::load(&g, &dir().join(format!("{arch}.safetensors"))).unwrap();
+    let model = load_model(&g, arch);
     assert_eq!(model.config.arch.name(), arch);
     let mut r = Ref::load(arch);
     let noise = r.tensor(&g, "noise");
@@ -131,7 +155,7 @@ fn generator_matches_pytorch(arch: &str) {
 
 fn discriminator_matches_pytorch(arch: &str) {
     let g = gpu();
-    let model = Model::load(&g, &dir().join(format!("{arch}.safetensors"))).unwrap();
+    let model = load_model(&g, arch);
     let mut r = Ref::load(arch);
     let tape = Tape::new(&g);
     let cx = Bind::new(&tape, &model.params, &[NET_D, NET_C], true);
@@ -239,15 +263,15 @@ fn bad_model_files_are_clear_errors() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// The authors' checkpoint layout (`{arch}_release.pth`, written by torch) imports to the
-/// same parameters as the reference model file and generates the reference images; export
-/// writes every tensor back under the same names.
+/// The authors' checkpoint layout (`{arch}_release.pth`, written by torch, fp16 CLIP as on
+/// CUDA) imports and generates the reference images; export writes every tensor back under
+/// the same names.
 fn import_export_round_trip(arch: &str) {
     use ratlip::model::pytorch::{export_checkpoint, import_checkpoint};
     use ratlip::weights::pth::load_pth;
     let g = gpu();
     let pth = dir().join(format!("{arch}_release.pth"));
-    let imp = import_checkpoint(&g, &pth, &dir().join("clip_openai.safetensors"), 24).unwrap();
+    let imp = import_checkpoint(&g, &pth, &dir().join("clip_openai.safetensors"), image_size(arch)).unwrap();
     println!("{arch}: mapper ViT vs CLIP: {:.2e}", imp.mapper_vit_difference);
     let m = imp.model;
     assert_eq!(m.config.arch.name(), arch);
