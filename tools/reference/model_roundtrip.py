@@ -79,7 +79,9 @@ def report(name, got, want, tol):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("file")
-    ap.add_argument("--reference", required=True, help="an {arch}_reference.safetensors from model_reference.py")
+    ap.add_argument("--reference", required=True,
+                    help="an {arch}_reference.safetensors from model_reference.py, or the output of "
+                         "`ratlip generate --noise N --save-tensor OUT` (images, noise, sent_emb)")
     ap.add_argument("--clip", help="OpenAI-named CLIP safetensors for a netG without mapping.CLIP_ViT.*")
     ap.add_argument("--config-json", help="ratlip config JSON file (else from FILE or the reference metadata)")
     ap.add_argument("--tol", type=float, default=1e-4, help="max relative difference (max |d| / max |ref|)")
@@ -104,9 +106,13 @@ def main():
     netG.eval()
     ok = True
     with torch.no_grad():
-        img = netG(ref["noise"], ref["sent_emb"])
-        ok &= report("g_eval_image", img, ref["g_eval_image"], args.tol)
-        if sdD is not None and sdC is not None:
+        want_key = "g_eval_image" if "g_eval_image" in ref else "images"
+        sent = ref["sent_emb"]
+        if sent.dim() == 1:  # ratlip generate: one prompt for every noise row
+            sent = sent.unsqueeze(0).expand(ref["noise"].shape[0], -1)
+        img = netG(ref["noise"], sent)
+        ok &= report(want_key, img, ref[want_key], args.tol)
+        if sdD is not None and sdC is not None and "d_features" in ref:
             netD.load_state_dict(sdD, strict=True)
             netC.load_state_dict(sdC, strict=True)
             d_out = netD(ref["d_features"])
