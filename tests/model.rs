@@ -60,11 +60,27 @@ fn rel(got: &[f32], want: &[f32]) -> f64 {
     got.iter().zip(want).fold(0f64, |m, (&g, &w)| m.max((g as f64 - w as f64).abs())) / scale
 }
 
+/// `RATLIP_PARITY_REPORT=1` prints every error instead of stopping at the first one over
+/// tolerance (for the full-size run, whose figures go in the notes).
+fn report_only() -> bool {
+    std::env::var_os("RATLIP_PARITY_REPORT").is_some()
+}
+
+fn verdict(what: &str, e: f64, tol: f64) {
+    if e > tol {
+        if report_only() {
+            println!("  OVER TOLERANCE: {what}: {e:.2e} > {tol:.0e}");
+        } else {
+            panic!("{what}: max relative error {e:.2e} > {tol:.0e}");
+        }
+    }
+}
+
 /// Checks and returns the error, printing it for the record.
 fn check(what: &str, got: &Tensor, want: &[f32], tol: f64) -> f64 {
     let e = rel(&got.to_vec().unwrap(), want);
     println!("{what}: max relative error {e:.2e}");
-    assert!(e <= tol, "{what}: max relative error {e:.2e} > {tol:.0e}");
+    verdict(what, e, tol);
     e
 }
 
@@ -80,7 +96,7 @@ fn check_grads(what: &str, ours: &BTreeMap<String, Tensor>, reference: BTreeMap<
             Some(g) => {
                 assert_eq!(g.shape(), shape.as_slice(), "{full}");
                 let e = rel(&g.to_vec().unwrap(), want);
-                assert!(e <= TOL_GRAD, "{what}: gradient of {full}: max relative error {e:.2e} > {TOL_GRAD:.0e}");
+                verdict(&format!("{what}: gradient of {full}"), e, TOL_GRAD);
                 if e > worst {
                     worst = e;
                     worst_name = full.clone();
@@ -135,7 +151,7 @@ fn generator_matches_pytorch(arch: &str) {
     for (name, (_, want)) in r.under("g_train_bn.") {
         let full = if name.starts_with(NET_G) { name.clone() } else { format!("{NET_G}{name}") };
         let e = rel(&model.params.get(&full).unwrap().to_vec().unwrap(), &want);
-        assert!(e <= TOL_OUT, "{arch}: running statistic {full}: {e:.2e}");
+        verdict(&format!("{arch}: running statistic {full}"), e, TOL_OUT);
     }
     let seed = r.tensor(&g, "g_grad_seed");
     let vars;
