@@ -53,7 +53,7 @@ pub struct InterpolateArgs {
     /// the path between them is spherical (slerp).
     #[arg(long, value_delimiter = ',', value_name = "A,B")]
     seeds: Vec<u64>,
-    /// Seed of the fixed noise when interpolating two prompts.
+    /// Seed of the fixed noise when interpolating two prompts (default 0).
     #[arg(long)]
     seed: Option<u64>,
     /// Images along the path, both endpoints included.
