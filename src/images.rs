@@ -46,31 +46,57 @@ pub fn grid(images: &[Rgb8], cols: usize, gap: usize) -> Result<Rgb8> {
     let cols = cols.clamp(1, images.len());
     let rows = images.len().div_ceil(cols);
     let (gw, gh) = (cols * w + (cols + 1) * gap, rows * h + (rows + 1) * gap);
-    let mut data = vec![255u8; gw * gh * 3];
+    let mut out = Rgb8 { width: gw, height: gh, data: vec![255u8; gw * gh * 3] };
     for (n, img) in images.iter().enumerate() {
-        let (x0, y0) = (gap + (n % cols) * (w + gap), gap + (n / cols) * (h + gap));
-        for y in 0..h {
-            let dst = ((y0 + y) * gw + x0) * 3;
-            data[dst..dst + 3 * w].copy_from_slice(&img.data[y * w * 3..(y + 1) * w * 3]);
-        }
+        paste(&mut out, img, gap + (n % cols) * (w + gap), gap + (n / cols) * (h + gap));
     }
-    Ok(Rgb8 { width: gw, height: gh, data })
+    Ok(out)
+}
+
+/// Copies `src` into `dst` with its top-left corner at (x0, y0), clipped to `dst`.
+pub fn paste(dst: &mut Rgb8, src: &Rgb8, x0: usize, y0: usize) {
+    let w = src.width.min(dst.width.saturating_sub(x0));
+    for y in 0..src.height.min(dst.height.saturating_sub(y0)) {
+        let d = ((y0 + y) * dst.width + x0) * 3;
+        dst.data[d..d + 3 * w].copy_from_slice(&src.data[y * src.width * 3..(y * src.width + w) * 3]);
+    }
 }
 
 /// Encodes a PNG with `text` as tEXt chunks (keyword, value) and writes it atomically.
 pub fn save_png(path: &Path, img: &Rgb8, text: &[(&str, String)]) -> Result<()> {
+    save_apng(path, std::slice::from_ref(img), &[], text)
+}
+
+/// Like [`save_png`] for several equally sized frames: an animated PNG looping forever, frame
+/// i shown `delays_ms[i]` ms (100 where missing). Viewers without APNG support show frame 0.
+/// One frame gives a plain PNG.
+pub fn save_apng(path: &Path, frames: &[Rgb8], delays_ms: &[u16], text: &[(&str, String)]) -> Result<()> {
     let err = |e: &dyn std::fmt::Display| Error::Other(format!("encoding {}: {e}", path.display()));
+    let first = frames.first().ok_or_else(|| Error::Other(format!("{}: no frames to write", path.display())))?;
+    if frames.iter().any(|f| f.width != first.width || f.height != first.height) {
+        return Err(Error::Other(format!("{}: frames differ in size", path.display())));
+    }
     let mut bytes = Vec::new();
     {
-        let mut enc = png::Encoder::new(&mut bytes, img.width as u32, img.height as u32);
+        let mut enc = png::Encoder::new(&mut bytes, first.width as u32, first.height as u32);
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
         for (k, v) in text {
             // tEXt is Latin-1; iTXt carries any prompt in UTF-8.
             enc.add_itxt_chunk(k.to_string(), v.clone()).map_err(|e| err(&e))?;
         }
+        let animated = frames.len() > 1;
+        if animated {
+            enc.set_animated(frames.len() as u32, 0).map_err(|e| err(&e))?;
+        }
         let mut wr = enc.write_header().map_err(|e| err(&e))?;
-        wr.write_image_data(&img.data).map_err(|e| err(&e))?;
+        for (i, f) in frames.iter().enumerate() {
+            if animated {
+                wr.set_frame_delay(delays_ms.get(i).copied().unwrap_or(100), 1000).map_err(|e| err(&e))?;
+            }
+            wr.write_image_data(&f.data).map_err(|e| err(&e))?;
+        }
+        wr.finish().map_err(|e| err(&e))?;
     }
     write_atomic(path, &bytes)
 }

@@ -82,6 +82,12 @@ enum Command {
         #[arg(long)]
         save_tensor: Option<PathBuf>,
     },
+    /// Images along a path between two seeds' noises (slerp) or two prompts (linear in CLIP's
+    /// sentence embedding, at one noise): a strip and/or a looping animated PNG.
+    Interpolate(commands::explore::InterpolateArgs),
+    /// A labelled grid: one row per prompt, one column per seed, the same noise down a column,
+    /// so only the prompt differs along a column.
+    Compare(commands::explore::CompareArgs),
     /// Datasets: `dataset synth` writes a synthetic captioned one (shapes or cartoon faces).
     Dataset {
         #[command(subcommand)]
@@ -242,6 +248,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let args = commands::model::GenerateArgs { model, prompt, noise, batch, out, save_tensor };
             commands::model::generate(&gpu()?, &args)?;
         }
+        Command::Interpolate(args) => commands::explore::interpolate(&gpu()?, &args)?,
+        Command::Compare(args) => commands::explore::compare(&gpu()?, &args)?,
         Command::Bench { what: BenchWhat::Generator { model, arch, batch, reps } } => {
             let g = gpu()?;
             commands::model::bench(&g, model.as_deref(), &arch, &batch, reps)?;

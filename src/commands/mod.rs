@@ -2,4 +2,6 @@
 
 pub mod clip;
 pub mod dataset;
+pub mod explore;
+mod font;
 pub mod model;

@@ -186,6 +186,53 @@ pub fn embed_prompts(m: &Model, prompts: &[String]) -> Result<Vec<Vec<f32>>> {
     Ok(flat.chunks(m.config.cond_dim).map(<[f32]>::to_vec).collect())
 }
 
+/// G in eval mode on noise [K, z] and one sentence embedding per image [K, cond], `batch`
+/// images per GPU pass → [K, 3, S, S]. With more than one pass a progress line with an ETA
+/// goes to stderr, since released-size models take seconds per image on a CPU.
+pub fn render(gpu: &Gpu, m: &Model, z: &[f32], sent: &[f32], batch: usize) -> Result<Vec<f32>> {
+    let c = &m.config;
+    let k = z.len() / c.z_dim;
+    debug_assert_eq!(sent.len(), k * c.cond_dim);
+    let mut pixels = Vec::with_capacity(k * 3 * c.image_size * c.image_size);
+    let batch = batch.max(1);
+    let started = std::time::Instant::now();
+    for start in (0..k).step_by(batch) {
+        let n = batch.min(k - start);
+        let zt = Tensor::from_slice(gpu, &[n, c.z_dim], &z[start * c.z_dim..(start + n) * c.z_dim])?;
+        let st = Tensor::from_slice(gpu, &[n, c.cond_dim], &sent[start * c.cond_dim..(start + n) * c.cond_dim])?;
+        pixels.extend(m.generate(&zt, &st)?.to_vec()?);
+        if k > batch {
+            let done = start + n;
+            let el = started.elapsed().as_secs_f64();
+            eprint!("\r{done}/{k} images, {:.2} s/image, ETA {:.0} s   ", el / done as f64, el / done as f64 * (k - done) as f64);
+        }
+    }
+    if k > batch {
+        eprintln!();
+    }
+    Ok(pixels)
+}
+
+/// `--save-tensor`: the raw float images [K, 3, S, S] with the noise [K, z] and sentence
+/// embedding(s) that made them, so a run can be checked number for number or fed back.
+pub fn save_raw(path: &Path, c: &ModelConfig, pixels: &[f32], z: &[f32], sent: HostTensor, meta: &[(&str, String)]) -> Result<()> {
+    let s = c.image_size;
+    let k = z.len() / c.z_dim;
+    let mut t = std::collections::BTreeMap::new();
+    t.insert("images".to_string(), HostTensor::new(vec![k, 3, s, s], pixels.to_vec()));
+    t.insert("noise".to_string(), HostTensor::new(vec![k, c.z_dim], z.to_vec()));
+    t.insert("sent_emb".to_string(), sent);
+    let meta = meta.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    save_safetensors(path, &t, &meta)?;
+    println!("wrote {} (images [{k}, 3, {s}, {s}], raw floats)", path.display());
+    Ok(())
+}
+
+/// The `Software` text chunk every image ratlip writes carries.
+pub fn software() -> (&'static str, String) {
+    ("Software", format!("ratlip {}", env!("CARGO_PKG_VERSION")))
+}
+
 pub struct GenerateArgs {
     pub model: PathBuf,
     pub prompt: String,
@@ -204,39 +251,13 @@ pub fn generate(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
     }
     let sent = embed_prompts(&m, std::slice::from_ref(&a.prompt))?.remove(0);
     let s = c.image_size;
-    let per = 3 * s * s;
-    let mut pixels = Vec::with_capacity(k * per);
-    let batch = a.batch.max(1);
     let started = std::time::Instant::now();
-    for start in (0..k).step_by(batch) {
-        let n = batch.min(k - start);
-        let zt = Tensor::from_slice(gpu, &[n, c.z_dim], &z[start * c.z_dim..(start + n) * c.z_dim])?;
-        let st = Tensor::from_slice(gpu, &[n, c.cond_dim], &sent.repeat(n))?;
-        pixels.extend(m.generate(&zt, &st)?.to_vec()?);
-        if k > batch {
-            let done = start + n;
-            let el = started.elapsed().as_secs_f64();
-            eprint!("\r{done}/{k} images, {:.2} s/image, ETA {:.0} s   ", el / done as f64, el / done as f64 * (k - done) as f64);
-        }
-    }
-    if k > batch {
-        eprintln!();
-    }
+    let pixels = render(gpu, &m, &z, &sent.repeat(k), a.batch)?;
     let ms = started.elapsed().as_secs_f64() * 1e3 / k as f64;
     if let Some(path) = &a.save_tensor {
-        let mut t = std::collections::BTreeMap::new();
-        t.insert("images".to_string(), HostTensor::new(vec![k, 3, s, s], pixels.clone()));
-        t.insert("noise".to_string(), HostTensor::new(vec![k, c.z_dim], z.clone()));
-        t.insert("sent_emb".to_string(), HostTensor::new(vec![c.cond_dim], sent.clone()));
-        let meta = [
-            ("prompt".to_string(), a.prompt.clone()),
-            ("model".to_string(), a.model.display().to_string()),
-            ("arch".to_string(), c.arch.name().to_string()),
-        ]
-        .into_iter()
-        .collect();
-        save_safetensors(path, &t, &meta)?;
-        println!("wrote {} (images [{k}, 3, {s}, {s}], raw floats)", path.display());
+        let sent = HostTensor::new(vec![c.cond_dim], sent.clone());
+        let meta = [("prompt", a.prompt.clone()), ("model", a.model.display().to_string()), ("arch", c.arch.name().to_string())];
+        save_raw(path, c, &pixels, &z, sent, &meta)?;
     }
     let out = match (&a.out, &a.save_tensor) {
         (Some(o), _) => Some(o.clone()),
@@ -256,7 +277,7 @@ pub fn generate(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
             ("seed", seed),
             ("model", a.model.display().to_string()),
             ("arch", c.arch.name().to_string()),
-            ("Software", format!("ratlip {}", env!("CARGO_PKG_VERSION"))),
+            software(),
         ];
         images::save_png(&out, &img, &text)?;
         println!("wrote {} ({k} image{} of {s}×{s}, {ms:.0} ms per image)", out.display(), if k == 1 { "" } else { "s" });

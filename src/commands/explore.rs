@@ -1,0 +1,338 @@
+//! `ratlip interpolate` and `ratlip compare`: walking the latent space and holding the noise
+//! fixed while the prompt changes, the two ways to see what G learnt.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use ratlip::images::{self, Rgb8};
+use ratlip::rng::Rng;
+use ratlip::weights::HostTensor;
+use ratlip::Gpu;
+
+use super::font;
+use super::model::{embed_prompts, open, render, save_raw, software};
+
+/// Spherical interpolation from `a` (t = 0) to `b` (t = 1). Gaussian noise of high dimension
+/// lies near a sphere; a straight line between two samples cuts through its inside, where G
+/// saw no training noise, and gives washed-out middle images. When the vectors are (nearly)
+/// parallel or opposite the great circle is ill-defined and sin Ω ≈ 0, so it falls back to a
+/// straight line.
+pub fn slerp(a: &[f32], b: &[f32], t: f64) -> Vec<f32> {
+    let dot: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum();
+    let na = a.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb = b.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+    let cos = if na > 0.0 && nb > 0.0 { (dot / (na * nb)).clamp(-1.0, 1.0) } else { 1.0 };
+    if cos.abs() > 0.9995 {
+        return lerp(a, b, t);
+    }
+    let omega = cos.acos();
+    let (wa, wb) = (((1.0 - t) * omega).sin() / omega.sin(), (t * omega).sin() / omega.sin());
+    a.iter().zip(b).map(|(&x, &y)| (wa * x as f64 + wb * y as f64) as f32).collect()
+}
+
+pub fn lerp(a: &[f32], b: &[f32], t: f64) -> Vec<f32> {
+    a.iter().zip(b).map(|(&x, &y)| ((1.0 - t) * x as f64 + t * y as f64) as f32).collect()
+}
+
+/// The noise `ratlip generate --seed SEED` gives its first image, so an explorer's endpoints
+/// and columns can be reproduced (and refined) with generate.
+fn seed_noise(seed: u64, z_dim: usize) -> Vec<f32> {
+    Rng::stream(seed, 0).normals(z_dim)
+}
+
+#[derive(clap::Args)]
+pub struct InterpolateArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// One prompt (with --seeds A,B), or two prompts (with --seed) to interpolate their CLIP
+    /// sentence embeddings linearly at fixed noise.
+    #[arg(long = "prompt", value_name = "PROMPT")]
+    prompts: Vec<String>,
+    /// The two seeds whose noises (each seed's image 0 in `ratlip generate`) are the endpoints;
+    /// the path between them is spherical (slerp).
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    seeds: Vec<u64>,
+    /// Seed of the fixed noise when interpolating two prompts (default 0).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Images along the path, both endpoints included.
+    #[arg(long, default_value_t = 8)]
+    steps: usize,
+    /// Images per GPU pass.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// The path as one strip PNG; default ratlip-interpolate.png unless --anim or
+    /// --save-tensor is given.
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+    /// The path as an animated PNG, looping there and back.
+    #[arg(long, value_name = "OUT.png")]
+    anim: Option<PathBuf>,
+    /// Also write the raw float images [steps, 3, S, S] (+ noise, sent_emb) as safetensors.
+    #[arg(long)]
+    save_tensor: Option<PathBuf>,
+}
+
+/// What an interpolation walks between.
+enum Walk {
+    Seeds(u64, u64),
+    Prompts(u64),
+}
+
+impl InterpolateArgs {
+    /// Everything that can be wrong with the arguments, before a model is loaded or a file
+    /// written.
+    fn check(&self) -> Result<Walk> {
+        if self.steps < 2 {
+            bail!("--steps is {}; it must be at least 2 (the two endpoints)", self.steps);
+        }
+        if self.out.is_some() && self.out == self.anim {
+            bail!("-o and --anim name the same file");
+        }
+        match (self.prompts.len(), self.seeds.as_slice(), self.seed) {
+            (0, ..) => bail!("give a prompt: --prompt P --seeds A,B, or --prompt P1 --prompt P2 [--seed N]"),
+            (1, [a, b], None) => Ok(Walk::Seeds(*a, *b)),
+            (1, _, Some(_)) => bail!("one prompt interpolates between two noises: give --seeds A,B, not --seed"),
+            (1, s, None) => bail!("--seeds wants exactly two seeds A,B; got {}", s.len()),
+            (2, [], seed) => Ok(Walk::Prompts(seed.unwrap_or(0))),
+            (2, ..) => bail!("two prompts interpolate at one fixed noise: give --seed N, not --seeds"),
+            (n, ..) => bail!("interpolate takes one or two prompts; got {n} (see `ratlip compare` for more)"),
+        }
+    }
+}
+
+pub fn interpolate(gpu: &Gpu, a: &InterpolateArgs) -> Result<()> {
+    let path = a.check()?;
+    let m = open(gpu, &a.model)?;
+    let c = &m.config;
+    let n = a.steps;
+    let ts: Vec<f64> = (0..n).map(|i| i as f64 / (n - 1) as f64).collect();
+    let embs = embed_prompts(&m, &a.prompts)?;
+    let (z, sent, how, seeds): (Vec<f32>, Vec<f32>, &str, String) = match path {
+        Walk::Seeds(sa, sb) => {
+            let (za, zb) = (seed_noise(sa, c.z_dim), seed_noise(sb, c.z_dim));
+            let z = ts.iter().flat_map(|&t| slerp(&za, &zb, t)).collect();
+            (z, embs[0].repeat(n), "slerp between the seeds' noises", format!("{sa},{sb}"))
+        }
+        Walk::Prompts(seed) => {
+            let z = seed_noise(seed, c.z_dim).repeat(n);
+            let sent = ts.iter().flat_map(|&t| lerp(&embs[0], &embs[1], t)).collect();
+            (z, sent, "linear between the prompts' sentence embeddings", seed.to_string())
+        }
+    };
+    let started = Instant::now();
+    let pixels = render(gpu, &m, &z, &sent, a.batch)?;
+    let ms = started.elapsed().as_secs_f64() * 1e3 / n as f64;
+
+    let mut meta = vec![("prompt", a.prompts[0].clone())];
+    if let Some(p) = a.prompts.get(1) {
+        meta.push(("prompt_end", p.clone()));
+    }
+    meta.extend([
+        (if a.prompts.len() == 1 { "seeds" } else { "seed" }, seeds),
+        ("steps", n.to_string()),
+        ("interpolation", how.to_string()),
+        ("model", a.model.display().to_string()),
+        ("arch", c.arch.name().to_string()),
+    ]);
+    if let Some(p) = &a.save_tensor {
+        save_raw(p, c, &pixels, &z, HostTensor::new(vec![n, c.cond_dim], sent.clone()), &meta)?;
+    }
+    meta.push(software());
+    let s = c.image_size;
+    let imgs = images::from_chw(&pixels, &[n, 3, s, s])?;
+    let out = a.out.clone().or_else(|| (a.anim.is_none() && a.save_tensor.is_none()).then(|| "ratlip-interpolate.png".into()));
+    if let Some(out) = out {
+        images::save_png(&out, &images::grid(&imgs, n, 2)?, &meta)?;
+        println!("wrote {} ({n} images of {s}×{s} in a row, {how}; {ms:.0} ms per image)", out.display());
+    }
+    if let Some(anim) = &a.anim {
+        // There and back again, so the loop has no jump; the endpoints are held longer since
+        // they are the images one can reproduce with `ratlip generate`.
+        let order: Vec<usize> = (0..n).chain((1..n - 1).rev()).collect();
+        let frames: Vec<Rgb8> = order.iter().map(|&i| imgs[i].clone()).collect();
+        let delays: Vec<u16> = order.iter().map(|&i| if i == 0 || i == n - 1 { 600 } else { 120 }).collect();
+        images::save_apng(anim, &frames, &delays, &meta)?;
+        println!("wrote {} (animated PNG, {} frames looping)", anim.display(), frames.len());
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct CompareArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// A row of the grid; repeat for each prompt to compare.
+    #[arg(long = "prompt", value_name = "PROMPT")]
+    prompts: Vec<String>,
+    /// A column each: every prompt gets the same noise in a column (the seed's image 0 in
+    /// `ratlip generate`).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4")]
+    seeds: Vec<u64>,
+    /// Images per GPU pass.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// The labelled grid; default ratlip-compare.png unless --save-tensor is given.
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+    /// Also write the raw float images [prompts × seeds, 3, S, S], row by row (+ noise,
+    /// sent_emb), as safetensors.
+    #[arg(long)]
+    save_tensor: Option<PathBuf>,
+}
+
+pub fn compare(gpu: &Gpu, a: &CompareArgs) -> Result<()> {
+    if a.prompts.is_empty() {
+        bail!("give the prompts to compare: --prompt \"...\" --prompt \"...\" (one row each)");
+    }
+    if a.seeds.is_empty() {
+        bail!("give at least one seed: --seeds 1,2,3,4 (one column each)");
+    }
+    let m = open(gpu, &a.model)?;
+    let c = &m.config;
+    let (rows, cols) = (a.prompts.len(), a.seeds.len());
+    let noises: Vec<Vec<f32>> = a.seeds.iter().map(|&s| seed_noise(s, c.z_dim)).collect();
+    let embs = embed_prompts(&m, &a.prompts)?;
+    let z: Vec<f32> = (0..rows).flat_map(|_| noises.iter().flatten().copied()).collect();
+    let sent: Vec<f32> = embs.iter().flat_map(|e| e.repeat(cols)).collect();
+    let started = Instant::now();
+    let pixels = render(gpu, &m, &z, &sent, a.batch)?;
+    let k = rows * cols;
+    let ms = started.elapsed().as_secs_f64() * 1e3 / k as f64;
+
+    let seeds = a.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let mut meta = vec![
+        ("prompt", a.prompts.join("\n")),
+        ("seeds", seeds),
+        ("layout", format!("{rows} rows (prompts) × {cols} columns (seeds)")),
+        ("model", a.model.display().to_string()),
+        ("arch", c.arch.name().to_string()),
+    ];
+    if let Some(p) = &a.save_tensor {
+        save_raw(p, c, &pixels, &z, HostTensor::new(vec![k, c.cond_dim], sent.clone()), &meta)?;
+    }
+    meta.push(software());
+    if let Some(out) = a.out.clone().or_else(|| a.save_tensor.is_none().then(|| "ratlip-compare.png".into())) {
+        let s = c.image_size;
+        let imgs = images::from_chw(&pixels, &[k, 3, s, s])?;
+        let grid = labelled_grid(&imgs, &a.prompts, &a.seeds);
+        images::save_png(&out, &grid, &meta)?;
+        println!("wrote {} ({rows} prompts × {cols} seeds of {s}×{s}; {ms:.0} ms per image)", out.display());
+    }
+    Ok(())
+}
+
+const SCALE: usize = 2;
+const GAP: usize = 2;
+const PAD: usize = 6;
+const INK: [u8; 3] = [40, 40, 40];
+/// Prompts wrap at this many characters, so a long one makes its row taller, not the grid
+/// wider.
+const WRAP: usize = 32;
+
+/// Images row-major (rows = prompts, columns = seeds) with each row's prompt on its left and
+/// each column's seed above it.
+fn labelled_grid(imgs: &[Rgb8], prompts: &[String], seeds: &[u64]) -> Rgb8 {
+    let s = imgs[0].width;
+    let line_h = font::CELL_H * SCALE;
+    let labels: Vec<Vec<String>> = prompts.iter().map(|p| font::wrap(p, WRAP)).collect();
+    let corner = "seed";
+    let label_w = labels.iter().flatten().map(|l| font::text_width(l, SCALE)).chain([font::text_width(corner, SCALE)]).max().unwrap_or(0) + 2 * PAD;
+    let col_w = seeds.iter().map(|n| font::text_width(&n.to_string(), SCALE)).max().unwrap_or(0).max(s);
+    let row_h: Vec<usize> = labels.iter().map(|l| (l.len() * line_h).max(s)).collect();
+    let head_h = line_h + 2 * PAD;
+    let width = label_w + GAP + seeds.len() * (col_w + GAP);
+    let height = head_h + GAP + row_h.iter().map(|h| h + GAP).sum::<usize>();
+    let mut out = Rgb8 { width, height, data: vec![255; width * height * 3] };
+
+    font::draw_text(&mut out, PAD, PAD, corner, SCALE, INK);
+    for (j, n) in seeds.iter().enumerate() {
+        let n = n.to_string();
+        let x = label_w + GAP + j * (col_w + GAP) + (col_w - font::text_width(&n, SCALE)) / 2;
+        font::draw_text(&mut out, x, PAD, &n, SCALE, INK);
+    }
+    let mut y = head_h + GAP;
+    for (i, lines) in labels.iter().enumerate() {
+        let text_y = y + (row_h[i] - lines.len() * line_h) / 2;
+        for (l, line) in lines.iter().enumerate() {
+            font::draw_text(&mut out, PAD, text_y + l * line_h, line, SCALE, INK);
+        }
+        for j in 0..seeds.len() {
+            let x = label_w + GAP + j * (col_w + GAP) + (col_w - s) / 2;
+            images::paste(&mut out, &imgs[i * seeds.len() + j], x, y + (row_h[i] - s) / 2);
+        }
+        y += row_h[i] + GAP;
+    }
+    out
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(v: &[f32]) -> f64 {
+        v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt()
+    }
+
+    #[test]
+    fn slerp_hits_the_endpoints_exactly() {
+        let a = Rng::new(1).normals(64);
+        let b = Rng::new(2).normals(64);
+        assert_eq!(slerp(&a, &b, 0.0), a);
+        assert_eq!(slerp(&a, &b, 1.0), b);
+        assert_eq!(lerp(&a, &b, 0.0), a);
+        assert_eq!(lerp(&a, &b, 1.0), b);
+    }
+
+    #[test]
+    fn slerp_keeps_unit_vectors_on_the_sphere() {
+        let unit = |v: Vec<f32>| {
+            let n = norm(&v) as f32;
+            v.into_iter().map(|x| x / n).collect::<Vec<f32>>()
+        };
+        let a = unit(Rng::new(3).normals(128));
+        let b = unit(Rng::new(4).normals(128));
+        for i in 0..=10 {
+            let t = i as f64 / 10.0;
+            let n = norm(&slerp(&a, &b, t));
+            assert!((n - 1.0).abs() < 1e-5, "t {t}: norm {n}");
+        }
+        // A straight line would sag inside: that is the point of slerp.
+        assert!(norm(&lerp(&a, &b, 0.5)) < 0.9);
+        // Orthogonal unit vectors: halfway is at 45° from each.
+        let (x, y) = ([1.0f32, 0.0], [0.0f32, 1.0]);
+        let h = slerp(&x, &y, 0.5);
+        assert!((h[0] - 0.5f32.sqrt()).abs() < 1e-6 && (h[1] - 0.5f32.sqrt()).abs() < 1e-6, "{h:?}");
+    }
+
+    #[test]
+    fn slerp_falls_back_to_lerp_when_parallel() {
+        let a = vec![1.0f32, 2.0, 3.0];
+        let b = vec![2.0f32, 4.0, 6.0];
+        assert_eq!(slerp(&a, &b, 0.5), lerp(&a, &b, 0.5));
+        let neg: Vec<f32> = a.iter().map(|x| -x).collect();
+        let mid = slerp(&a, &neg, 0.5);
+        assert!(mid.iter().all(|x| x.is_finite() && x.abs() < 1e-6), "{mid:?}");
+        let zero = vec![0.0f32; 3];
+        assert_eq!(slerp(&zero, &a, 0.25), lerp(&zero, &a, 0.25));
+        let same = slerp(&a, &a, 0.3);
+        assert!(same.iter().zip(&a).all(|(x, y)| (x - y).abs() < 1e-6) && same.iter().all(|x| x.is_finite()));
+    }
+
+    #[test]
+    fn labelled_grid_is_larger_than_the_bare_images_and_keeps_them() {
+        let img = |v: u8| Rgb8 { width: 8, height: 8, data: vec![v; 8 * 8 * 3] };
+        let imgs = [img(10), img(20), img(30), img(50), img(60), img(70)];
+        let prompts = ["He is young, receding hairline".to_string(), "He is old, receding hairline".to_string()];
+        let g = labelled_grid(&imgs, &prompts, &[1, 2, 123456]);
+        assert!(g.width > 3 * 8 + 4 * GAP + font::text_width("He is young,", SCALE));
+        assert!(g.height > 2 * 8 + 3 * GAP + font::CELL_H * SCALE);
+        for v in [10u8, 20, 30, 50, 60, 70] {
+            let n = g.data.chunks(3).filter(|p| p == &[v, v, v]).count();
+            assert_eq!(n, 64, "image of value {v} pasted whole and once");
+        }
+        assert!(g.data.chunks(3).any(|p| p == INK), "labels drawn");
+    }
+}
