@@ -280,3 +280,40 @@ fn magp_central_difference_step_sweep() {
 }
 
 
+
+/// The mismatched captions are the released `cat(s[1:], s[:1])`: image i against caption
+/// i + 1 (mod B). At B = 2 every roll agrees, so this checks the direction at B = 3.
+#[test]
+fn mismatched_captions_pair_image_i_with_caption_i_plus_1() {
+    let g = gpu();
+    let (model, _, two) = load(&g, "galip");
+    let si = two.images.shape().to_vec();
+    let (images, sent, noise) = (two.images.to_vec().unwrap(), two.sent_emb.to_vec().unwrap(), two.noise.to_vec().unwrap());
+    let row = |v: &[f32], n: usize, i: usize| v[i * n..(i + 1) * n].to_vec();
+    let (ni, ns, nz) = (images.len() / 2, sent.len() / 2, noise.len() / 2);
+    // A third sample: the first image flipped in sign, the second caption reversed.
+    let img3: Vec<f32> = [images.clone(), row(&images, ni, 0).iter().map(|x| -x).collect()].concat();
+    let sent3: Vec<f32> = [sent.clone(), row(&sent, ns, 1).into_iter().rev().collect()].concat();
+    let noise3: Vec<f32> = [noise.clone(), row(&noise, nz, 0)].concat();
+    let b3 = |shape: &[usize], d: &[f32]| {
+        let mut s = shape.to_vec();
+        s[0] = 3;
+        Tensor::from_slice(&g, &s, d).unwrap()
+    };
+    let batch = Batch { images: b3(&si, &img3), sent_emb: b3(&[2, ns], &sent3), noise: b3(&[2, nz], &noise3) };
+    let fake = train::generate_fake(&model, &batch).unwrap();
+    let d = train::d_losses(&model, &batch, &fake).unwrap();
+
+    let tape = ratlip::Tape::new(&g);
+    let (feats, _) = model.clip_features(&tape, &tape.constant(batch.images.clone())).unwrap();
+    let cx = ratlip::model::Bind::inference(&tape, &model.params);
+    let l_mis = |shift: usize| -> f32 {
+        let rolled: Vec<f32> = (0..3).flat_map(|i| row(&sent3, ns, (i + shift) % 3)).collect();
+        let out = model.judge(&cx, &feats, &tape.constant(b3(&[2, ns], &rolled))).unwrap().value().to_vec().unwrap();
+        out.iter().map(|o| (1.0 + o).max(0.0)).sum::<f32>() / 3.0
+    };
+    let (next, prev) = (l_mis(1), l_mis(2));
+    println!("L_mis {:.7}: with caption i+1 {next:.7}, with caption i−1 {prev:.7}", d.loss_mis);
+    assert!((next - prev).abs() > 1e-3, "the test batch does not tell the two directions apart");
+    assert!((d.loss_mis - next).abs() <= 1e-5 * next.abs().max(1.0), "L_mis {} ≠ {next}", d.loss_mis);
+}
