@@ -4,6 +4,9 @@
 //!   per name (so it can be saved next to the weights under the same vocabulary);
 //! - [`objective`]: the D step (hinge real / mismatch / fake + MA-GP), the G step
 //!   (−NetC − 4·cos) on the same fake, and [`train_step`] = both, as the released loop.
+//!   MA-GP's parameter gradient (a double backward in PyTorch) is a central difference of two
+//!   first-order passes through NetD/NetC with their LeakyReLU slopes frozen at the real
+//!   features (`Bind::record_slopes` / `replay_slopes`), which makes it exact.
 
 pub mod adam;
 pub mod objective;
