@@ -19,6 +19,7 @@ pub mod model;
 pub mod ops;
 pub mod rng;
 pub mod tensor;
+pub mod train;
 pub mod weights;
 
 pub use autograd::{Grads, Tape, Var};

@@ -33,8 +33,8 @@ impl DBlock {
 
     fn forward(&self, cx: &Bind, x: &Var, feat: Option<&Var>) -> Result<Var> {
         let t = cx.tape;
-        let res = t.activation(&self.conv_r0.forward(cx, x)?, LRELU)?;
-        let res = t.activation(&self.conv_r2.forward(cx, &res)?, LRELU)?;
+        let res = cx.activation(&self.conv_r0.forward(cx, x)?, LRELU)?;
+        let res = cx.activation(&self.conv_r2.forward(cx, &res)?, LRELU)?;
         let sc = if self.learned_shortcut { self.conv_s.forward(cx, x)? } else { x.clone() };
         let scalar = |n: &str| -> Result<Var> { t.reshape(&cx.p(n)?, &[1, 1, 1, 1]) };
         let mut out = t.add(&sc, &t.mul_b(&res, &scalar(&self.gamma)?)?)?;
@@ -107,7 +107,7 @@ impl NetC {
         let c = t.reshape(sent_emb, &[s[0], self.cond_dim, 1, 1])?;
         let c = t.expand(&c, &[s[0], self.cond_dim, s[2], s[3]])?;
         let h = t.concat(&[out, &c], 1)?;
-        let h = t.activation(&self.conv0.forward(cx, &h)?, LRELU)?;
+        let h = cx.activation(&self.conv0.forward(cx, &h)?, LRELU)?;
         self.conv2.forward(cx, &h)
     }
 }

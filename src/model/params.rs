@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::autograd::{Grads, Tape, Var};
+use crate::ops::elementwise::{self, Activation};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::rng::Rng;
@@ -143,13 +144,30 @@ pub struct Bind<'a> {
     trainable: Vec<String>,
     pub training: bool,
     vars: RefCell<BTreeMap<String, Var>>,
+    slopes: RefCell<Slopes>,
+}
+
+/// The LeakyReLU slopes of a pass (1 or the negative slope, per element), recorded in call
+/// order so that a later pass can run the same network linearised around the first one's
+/// input: MA-GP's parameter gradient needs D with its kinks frozen (src/train/objective.rs).
+enum Slopes {
+    Off,
+    Record(Vec<Tensor>),
+    Replay(Vec<Tensor>, usize),
 }
 
 impl<'a> Bind<'a> {
     /// `trainable`: prefixes of the parameters that get gradients ("netG."); `training`:
     /// BatchNorm uses batch statistics and updates its running statistics.
     pub fn new(tape: &'a Tape, params: &'a Params, trainable: &[&str], training: bool) -> Bind<'a> {
-        Bind { tape, params, trainable: trainable.iter().map(|s| s.to_string()).collect(), training, vars: RefCell::default() }
+        Bind {
+            tape,
+            params,
+            trainable: trainable.iter().map(|s| s.to_string()).collect(),
+            training,
+            vars: RefCell::default(),
+            slopes: RefCell::new(Slopes::Off),
+        }
     }
 
     /// Frozen everything, eval mode: generation.
@@ -171,6 +189,48 @@ impl<'a> Bind<'a> {
     /// A buffer's tensor itself (BatchNorm updates running statistics in place).
     pub fn buffer(&self, name: &str) -> Result<&Tensor> {
         self.params.get(name)
+    }
+
+    /// From now on, `activation` records the slopes of every LeakyReLU it applies.
+    pub fn record_slopes(&self) {
+        *self.slopes.borrow_mut() = Slopes::Record(Vec::new());
+    }
+
+    /// The slopes recorded since `record_slopes` (recording stops).
+    pub fn take_slopes(&self) -> Vec<Tensor> {
+        match std::mem::replace(&mut *self.slopes.borrow_mut(), Slopes::Off) {
+            Slopes::Record(v) | Slopes::Replay(v, _) => v,
+            Slopes::Off => Vec::new(),
+        }
+    }
+
+    /// From now on, the LeakyReLUs multiply by `slopes` (in call order, from the first)
+    /// instead of looking at their input: the network is affine in its input.
+    pub fn replay_slopes(&self, slopes: Vec<Tensor>) {
+        *self.slopes.borrow_mut() = Slopes::Replay(slopes, 0);
+    }
+
+    /// `tape.activation`, except for LeakyReLU while slopes are recorded or replayed.
+    pub fn activation(&self, x: &Var, f: Activation) -> Result<Var> {
+        let Activation::LeakyRelu(_) = f else { return self.tape.activation(x, f) };
+        let mut slopes = self.slopes.borrow_mut();
+        match &mut *slopes {
+            Slopes::Off => self.tape.activation(x, f),
+            Slopes::Record(v) => {
+                let ones = Tensor::full(&self.params.gpu, x.shape(), 1.0)?;
+                v.push(elementwise::activation_backward(x.value(), &ones, f)?);
+                self.tape.activation(x, f)
+            }
+            Slopes::Replay(v, i) => {
+                let m = v.get(*i).ok_or_else(|| Error::Other(format!("replayed slopes: only {} recorded", v.len())))?;
+                if m.shape() != x.shape() {
+                    return Err(Error::shape("replayed slopes", format!("recorded {:?}, now {:?}", m.shape(), x.shape())));
+                }
+                *i += 1;
+                let m = self.tape.constant(m.clone());
+                self.tape.mul(x, &m)
+            }
+        }
     }
 
     /// Ends the pass (the tape can then run backward), keeping which variable is which parameter.

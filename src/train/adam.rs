@@ -1,0 +1,79 @@
+//! torch.optim.Adam (no weight decay, no amsgrad) over named parameters.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::model::Params;
+use crate::ops::reduce::{adam_step, AdamParams};
+use crate::tensor::Tensor;
+
+/// MODEL.md §5: the released optimisers' betas and eps (lr differs between G and D).
+pub const BETAS: (f32, f32) = (0.0, 0.9);
+pub const EPS: f32 = 1e-8;
+pub const LR_G: f32 = 1e-4;
+pub const LR_D: f32 = 4e-4;
+
+/// Per-parameter state, as torch keeps it: the step counts per tensor, because a parameter
+/// whose gradient is None is skipped without advancing (NetD's unused conv_s).
+pub struct Slot {
+    pub m: Tensor,
+    pub v: Tensor,
+    pub step: u32,
+}
+
+pub struct Adam {
+    prefixes: Vec<String>,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    state: BTreeMap<String, Slot>,
+}
+
+impl Adam {
+    /// Adam over the trainable parameters whose names start with one of `prefixes`.
+    pub fn new(prefixes: &[&str], betas: (f32, f32), eps: f32) -> Adam {
+        Adam { prefixes: prefixes.iter().map(|s| s.to_string()).collect(), beta1: betas.0, beta2: betas.1, eps, state: BTreeMap::new() }
+    }
+
+    pub fn prefixes(&self) -> Vec<&str> {
+        self.prefixes.iter().map(String::as_str).collect()
+    }
+
+    fn owns(&self, name: &str) -> bool {
+        self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
+    }
+
+    pub fn state(&self, name: &str) -> Option<&Slot> {
+        self.state.get(name)
+    }
+
+    /// One update of every parameter that has a gradient in `grads`; the others keep their
+    /// values and their state (torch skips `p.grad is None`). A gradient for a name this
+    /// optimiser does not own, a buffer, or of the wrong shape is an error, not a silent skip.
+    pub fn step(&mut self, params: &mut Params, grads: &BTreeMap<String, Tensor>, lr: f32) -> Result<()> {
+        for (name, g) in grads {
+            if !self.owns(name) || params.is_buffer(name) {
+                return Err(Error::Other(format!("adam: gradient for {name}, which this optimiser ({:?}) does not train", self.prefixes)));
+            }
+            let p = params.get(name)?;
+            if p.shape() != g.shape() {
+                return Err(Error::shape("adam", format!("{name}: parameter {:?}, gradient {:?}", p.shape(), g.shape())));
+            }
+        }
+        let hp = AdamParams { lr, beta1: self.beta1, beta2: self.beta2, eps: self.eps };
+        for (name, g) in grads {
+            let p = params.get(name)?;
+            let slot = match self.state.get_mut(name) {
+                Some(s) => s,
+                None => {
+                    let s = Slot { m: Tensor::zeros(p.gpu(), p.shape())?, v: Tensor::zeros(p.gpu(), p.shape())?, step: 0 };
+                    self.state.entry(name.clone()).or_insert(s)
+                }
+            };
+            slot.step += 1;
+            // In place: every tape that saw the old value has been consumed by now.
+            adam_step(p, g, &slot.m, &slot.v, &hp, slot.step)?;
+        }
+        Ok(())
+    }
+}

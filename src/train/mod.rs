@@ -1,0 +1,15 @@
+//! Training (MODEL.md §5): the GALIP objective that RATLIP keeps, one step at a time.
+//!
+//! - [`adam`]: torch.optim.Adam over the parameters under a set of name prefixes, state kept
+//!   per name (so it can be saved next to the weights under the same vocabulary);
+//! - [`objective`]: the D step (hinge real / mismatch / fake + MA-GP), the G step
+//!   (−NetC − 4·cos) on the same fake, and [`train_step`] = both, as the released loop.
+//!   MA-GP's parameter gradient (a double backward in PyTorch) is a central difference of two
+//!   first-order passes through NetD/NetC with their LeakyReLU slopes frozen at the real
+//!   features (`Bind::record_slopes` / `replay_slopes`), which makes it exact.
+
+pub mod adam;
+pub mod objective;
+
+pub use adam::Adam;
+pub use objective::{d_losses, d_step, g_losses, g_step, generate_fake, grad_norm, ma_gp, train_step, Batch, DStep, Fake, GStep, MaGp, Metrics, MAGP_STEP, SIM_W};

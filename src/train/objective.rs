@@ -1,0 +1,355 @@
+//! One step of the GALIP objective (MODEL.md §5) with the released loop's semantics
+//! (tobran/GALIP code/lib/modules.py, train() and MA_GP_FP32):
+//!
+//! ```text
+//! fake = G(z, [z; s])                 once, BatchNorm in training mode (running stats move once)
+//! D step:  L_real = mean relu(1 − NetC(NetD(feats_r), s))
+//!          L_mis  = mean relu(1 + NetC(NetD(feats_r), s_mis))      s_mis[i] = s[(i+1) mod B]
+//!          L_fake = mean relu(1 + NetC(NetD(feats_f.detach()), s))
+//!          L_D = L_real + (L_fake + L_mis)/2 + MA-GP;   Adam on NetD + NetC
+//! G step:  L_G = −mean NetC(NetD'(feats_f), s) − 4 · mean cos(emb_f, s)   (NetD' = after its update)
+//!          backpropagated through the SAME fake's tape;   Adam on G
+//! ```
+//! The released code builds the mismatched captions as `cat(s[1:], s[:1])`, i.e. a roll by
+//! −1, not +1 as MODEL.md writes it; we follow the code (at B = 2 the two agree).
+
+use std::collections::BTreeMap;
+
+use crate::autograd::{Tape, Var};
+use crate::error::{Error, Result};
+use crate::model::params::ParamVars;
+use crate::model::{Bind, Model, NET_C, NET_D, NET_G};
+use crate::ops::elementwise::{self, Activation};
+use crate::ops::reduce::{self, BinaryOp};
+use crate::ops::shape::roll0;
+use crate::tensor::Tensor;
+use crate::train::adam::{Adam, LR_D, LR_G};
+
+/// Weight of the text–image cosine term in L_G (the released `sim_w`).
+pub const SIM_W: f32 = 4.0;
+
+/// The central difference's step for MA-GP's parameter gradient, relative: the inputs move by
+/// MAGP_STEP · ‖(feats_r, s)‖ along v. With the LeakyReLU slopes frozen at feats_r the network
+/// is affine in its input, so the difference is exact at any step; a large one keeps f32
+/// rounding of the two gradients (≈ 1e-7 of each, divided by the step) small. See ma_gp.
+pub const MAGP_STEP: f32 = 1.0;
+
+/// One batch: images [B, 3, S, S] in [-1, 1], sentence embeddings [B, cond], noise [B, z].
+pub struct Batch {
+    pub images: Tensor,
+    pub sent_emb: Tensor,
+    pub noise: Tensor,
+}
+
+impl Batch {
+    fn check(&self, model: &Model) -> Result<usize> {
+        let c = &model.config;
+        let b = self.images.shape().first().copied().unwrap_or(0);
+        let s = c.image_size;
+        if b == 0 || self.images.shape() != [b, 3, s, s] {
+            return Err(Error::shape("train batch", format!("images {:?}, expected [B ≥ 1, 3, {s}, {s}]", self.images.shape())));
+        }
+        if self.sent_emb.shape() != [b, c.cond_dim] || self.noise.shape() != [b, c.z_dim] {
+            return Err(Error::shape(
+                "train batch",
+                format!("sent_emb {:?} and noise {:?} for {b} images, expected [{b}, {}] and [{b}, {}]", self.sent_emb.shape(), self.noise.shape(), c.cond_dim, c.z_dim),
+            ));
+        }
+        Ok(b)
+    }
+}
+
+/// The step's fake batch: G's tape kept alive from the D step to the G step, so that G runs
+/// (and moves its BatchNorm running statistics) once, as in torch.
+pub struct Fake {
+    tape: Tape,
+    g_vars: ParamVars,
+    /// CLIP features [B, n, W, g, g] and image embedding [B, embed] of the fake images.
+    pub features: Var,
+    pub embedding: Var,
+    pub images: Var,
+}
+
+/// G(z, s) in training mode, then the discriminator's CLIP view of it, on one tape.
+pub fn generate_fake(model: &Model, batch: &Batch) -> Result<Fake> {
+    batch.check(model)?;
+    let tape = Tape::new(model.params.gpu());
+    let cx = Bind::new(&tape, &model.params, &[NET_G], true);
+    let z = tape.constant(batch.noise.clone());
+    // The released code differentiates sent_emb too, but it is a leaf there (the text
+    // encoder is frozen): no parameter sees that gradient, so s is a constant here.
+    let s = tape.constant(batch.sent_emb.clone());
+    let images = model.generate_on(&cx, &z, &s)?;
+    let g_vars = cx.finish();
+    let (features, embedding) = model.clip_features(&tape, &images)?;
+    Ok(Fake { tape, g_vars, features, embedding, images })
+}
+
+/// MA-GP at (feats_r, s) and its gradient with respect to NetD/NetC's parameters.
+pub struct MaGp {
+    pub value: f32,
+    pub grads: BTreeMap<String, Tensor>,
+    /// The absolute step ε of the central difference (0 when the input gradient vanished).
+    pub step: f32,
+}
+
+fn sum_sq(t: &Tensor, from_axis: usize) -> Result<Tensor> {
+    let axes: Vec<usize> = (from_axis..t.dims()).collect();
+    reduce::sum(&elementwise::mul(t, t)?, &axes, false)
+}
+
+fn scalar(t: &Tensor) -> Result<f32> {
+    let v = t.to_vec()?;
+    v.first().copied().ok_or_else(|| Error::Other("empty loss tensor".into()))
+}
+
+/// MA-GP = 2 · mean_b ‖(∂out/∂feats_r, ∂out/∂s)_b‖₂⁶, out = NetC(NetD(feats_r), s), the
+/// gradient being of Σ out (samples are independent, so row b is ∂out_b/∂input_b).
+///
+/// Its parameter gradient is Σ_b v_b · ∂g_b/∂θ with v = ∂MA-GP/∂g = (12/B)‖g_b‖⁴ g_b, i.e. the
+/// θ-gradient of the directional derivative of Σ out along v (PyTorch's create_graph=True
+/// double backward). Let D_x be NetD/NetC with every LeakyReLU's slope frozen at its value
+/// for the input x: D_x agrees with D at x, has the same input gradient there, and is affine
+/// in its input everywhere, so `(∇θ Σ D_x(x + εv) − ∇θ Σ D_x(x − εv)) / 2ε` is that
+/// θ-gradient exactly, for any ε: two first-order backward passes instead of a double
+/// backward. (MODEL.md's plain central difference on D itself is exact only when no kink
+/// lies within ±εv; but ∇θ D jumps at a kink — a slope change times an activation, divided
+/// by 2ε — and with thousands of units some kink is that close at any ε f32 can resolve:
+/// on the tiny galip fixture, errors of 3 to 30 times the gradient itself at relative steps
+/// 1e-1 to 1e-4, in float64 PyTorch as well; exact only from 1e-6 on, where f32 cannot go.)
+pub fn ma_gp(model: &Model, features: &Tensor, sent_emb: &Tensor, rel_step: f32) -> Result<MaGp> {
+    let gpu = model.params.gpu();
+    let b = features.shape().first().copied().unwrap_or(0);
+    if b == 0 || sent_emb.shape().first() != Some(&b) {
+        return Err(Error::shape("MA-GP", format!("features {:?} and sent_emb {:?}", features.shape(), sent_emb.shape())));
+    }
+    if !(rel_step > 0.0 && rel_step.is_finite()) {
+        return Err(Error::Other(format!("MA-GP: the central difference's step must be positive, got {rel_step}")));
+    }
+    // g: ∂ Σ out / ∂ (feats, s), parameters frozen for this pass.
+    let slopes;
+    let (gx, gs) = {
+        let tape = Tape::new(gpu);
+        let cx = Bind::new(&tape, &model.params, &[], true);
+        cx.record_slopes();
+        let x = tape.var(features.clone());
+        let s = tape.var(sent_emb.clone());
+        let out = model.judge(&cx, &x, &s)?;
+        slopes = cx.take_slopes();
+        drop(cx.finish());
+        let mut g = tape.backward(&out)?;
+        let missing = || Error::Other("MA-GP: no input gradient reached the features".into());
+        (g.take(&x).ok_or_else(missing)?, g.take(&s).ok_or_else(missing)?)
+    };
+    let n2: Vec<f64> = sum_sq(&gx, 1)?.to_vec()?.iter().zip(sum_sq(&gs, 1)?.to_vec()?).map(|(&a, c)| a as f64 + c as f64).collect();
+    let value = 2.0 * n2.iter().map(|q| q.powi(3)).sum::<f64>() / b as f64;
+    // v_b = (12/B) ‖g_b‖⁴ g_b; ‖v‖ fixes the absolute step from the relative one.
+    let coef: Vec<f64> = n2.iter().map(|q| 12.0 / b as f64 * q * q).collect();
+    let v_norm = coef.iter().zip(&n2).map(|(c, q)| c * c * q).sum::<f64>().sqrt();
+    let in_norm = (scalar(&reduce::sum(&elementwise::mul(features, features)?, &(0..features.dims()).collect::<Vec<_>>(), false)?)? as f64
+        + scalar(&reduce::sum(&elementwise::mul(sent_emb, sent_emb)?, &[0, 1], false)?)? as f64)
+        .sqrt();
+    if v_norm == 0.0 || !v_norm.is_finite() {
+        return Ok(MaGp { value: value as f32, grads: BTreeMap::new(), step: 0.0 });
+    }
+    let eps = rel_step as f64 * in_norm.max(1e-12) / v_norm;
+    // x ± ε v, with ε·coef_b folded into one per-sample factor on g.
+    let k: Vec<f32> = coef.iter().map(|c| (eps * c) as f32).collect();
+    let shift = |g: &Tensor| -> Result<Tensor> {
+        let mut shape = vec![1usize; g.dims()];
+        shape[0] = b;
+        reduce::broadcast_binary(g, &Tensor::from_slice(gpu, &shape, &k)?, BinaryOp::Mul)
+    };
+    let (dx, ds) = (shift(&gx)?, shift(&gs)?);
+    let tape = Tape::new(gpu);
+    let cx = Bind::new(&tape, &model.params, &[NET_D, NET_C], true);
+    cx.replay_slopes(slopes.clone());
+    let plus = model.judge(&cx, &tape.constant(elementwise::add(features, &dx)?), &tape.constant(elementwise::add(sent_emb, &ds)?))?;
+    cx.replay_slopes(slopes);
+    let minus = model.judge(&cx, &tape.constant(elementwise::axpy(features, -1.0, &dx)?), &tape.constant(elementwise::axpy(sent_emb, -1.0, &ds)?))?;
+    let diff = tape.axpy(&plus, -1.0, &minus)?;
+    let vars = cx.finish();
+    let seed = Tensor::full(gpu, diff.shape(), (0.5 / eps) as f32)?;
+    let mut g = tape.backward_with(&diff, Some(seed), &[])?;
+    Ok(MaGp { value: value as f32, grads: vars.gradients(&mut g), step: eps as f32 })
+}
+
+/// What the D step measured, and L_D's gradients (already applied by Adam).
+pub struct DStep {
+    pub loss_real: f32,
+    pub loss_mis: f32,
+    pub loss_fake: f32,
+    pub magp: f32,
+    pub loss_d: f32,
+    pub grads: BTreeMap<String, Tensor>,
+    pub magp_grads: BTreeMap<String, Tensor>,
+    pub magp_step: f32,
+}
+
+fn hinge(t: &Tape, out: &Var, sign: f32) -> Result<Var> {
+    // relu(1 + sign · out), averaged over everything (keepdim: losses stay [1, 1, 1, 1]).
+    let h = t.activation(&t.activation(out, Activation::Scale(sign, 1.0))?, Activation::Relu)?;
+    let axes: Vec<usize> = (0..h.shape().len()).collect();
+    t.mean(&h, &axes, true)
+}
+
+/// The D step's losses and NetD/NetC gradients, without updating anything.
+pub fn d_losses(model: &Model, batch: &Batch, fake: &Fake) -> Result<DStep> {
+    let b = batch.check(model)?;
+    let d = model.discriminator()?;
+    let gpu = model.params.gpu();
+    let scratch = Tape::new(gpu);
+    // CLIP is frozen and the images are data: nothing is recorded.
+    let (feats_r, _) = model.clip_features(&scratch, &scratch.constant(batch.images.clone()))?;
+    let feats_r = feats_r.value().clone();
+
+    let tape = Tape::new(gpu);
+    let cx = Bind::new(&tape, &model.params, &[NET_D, NET_C], true);
+    let s = tape.constant(batch.sent_emb.clone());
+    let s_mis = tape.constant(roll0(&batch.sent_emb, b - 1)?);
+    let real = d.netd.forward(&cx, &tape.constant(feats_r.clone()))?;
+    let l_real = hinge(&tape, &d.netc.forward(&cx, &real, &s)?, -1.0)?;
+    let l_mis = hinge(&tape, &d.netc.forward(&cx, &real, &s_mis)?, 1.0)?;
+    let detached = tape.constant(fake.features.value().clone());
+    let l_fake = hinge(&tape, &d.netc.forward(&cx, &d.netd.forward(&cx, &detached)?, &s)?, 1.0)?;
+    let half = tape.axpy(&l_real, 0.5, &l_fake)?;
+    let l_hinge = tape.axpy(&half, 0.5, &l_mis)?;
+    let vars = cx.finish();
+    let (loss_real, loss_mis, loss_fake, hinge_sum) = (scalar(l_real.value())?, scalar(l_mis.value())?, scalar(l_fake.value())?, scalar(l_hinge.value())?);
+    let mut g = tape.backward(&l_hinge)?;
+    let mut grads = vars.gradients(&mut g);
+
+    let gp = ma_gp(model, &feats_r, &batch.sent_emb, MAGP_STEP)?;
+    for (name, t) in &gp.grads {
+        let sum = match grads.remove(name) {
+            Some(h) => elementwise::add(&h, t)?,
+            None => t.clone(),
+        };
+        grads.insert(name.clone(), sum);
+    }
+    Ok(DStep { loss_real, loss_mis, loss_fake, magp: gp.value, loss_d: hinge_sum + gp.value, grads, magp_grads: gp.grads, magp_step: gp.step })
+}
+
+/// D step: losses, gradients, then Adam on NetD + NetC.
+pub fn d_step(model: &mut Model, opt_d: &mut Adam, batch: &Batch, fake: &Fake, lr: f32) -> Result<DStep> {
+    let out = d_losses(model, batch, fake)?;
+    opt_d.step(&mut model.params, &out.grads, lr)?;
+    Ok(out)
+}
+
+/// cos(a_b, s_b) per row, [B]: a on the tape, s data. B × embed numbers, so host-side math.
+fn cosine_rows(t: &Tape, a: &Var, s: &Tensor) -> Result<Var> {
+    let shape = a.shape().to_vec();
+    if shape.len() != 2 || s.shape() != shape.as_slice() {
+        return Err(Error::shape("cosine", format!("{:?} vs {:?}", shape, s.shape())));
+    }
+    let (b, n) = (shape[0], shape[1]);
+    let (av, sv) = (a.value().to_vec()?, s.to_vec()?);
+    let norm = |r: &[f32]| r.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
+    let mut cos = vec![0f32; b];
+    // torch.cosine_similarity: x·y / max(‖x‖‖y‖, 1e-8).
+    let mut parts = Vec::with_capacity(b);
+    for i in 0..b {
+        let (x, y) = (&av[i * n..(i + 1) * n], &sv[i * n..(i + 1) * n]);
+        let dot: f64 = x.iter().zip(y).map(|(&p, &q)| p as f64 * q as f64).sum();
+        let (nx, ny) = (norm(x), norm(y));
+        let den = (nx * ny).max(1e-8);
+        cos[i] = (dot / den) as f32;
+        parts.push((dot, nx, den));
+    }
+    let out = Tensor::from_slice(a.value().gpu(), &[b], &cos)?;
+    Ok(t.record1("cosine_rows", &[a], out, move |c| {
+        let dy = c.grad(0)?.to_vec()?;
+        let mut ga = vec![0f32; b * n];
+        for i in 0..b {
+            let (dot, nx, den) = parts[i];
+            let (x, y) = (&av[i * n..(i + 1) * n], &sv[i * n..(i + 1) * n]);
+            // d/dx [x·y / (‖x‖‖y‖)] = y/den − (x·y) x / (‖x‖² den)
+            let k = if nx > 0.0 { dot / (nx * nx * den) } else { 0.0 };
+            for j in 0..n {
+                ga[i * n + j] = (dy[i] as f64 * (y[j] as f64 / den - k * x[j] as f64)) as f32;
+            }
+        }
+        Ok(vec![Some(Tensor::from_slice(c.gpu(), &[b, n], &ga)?)])
+    }))
+}
+
+/// What the G step measured, and L_G's gradients (already applied by Adam).
+pub struct GStep {
+    pub loss_g: f32,
+    /// −mean NetC(NetD(feats_f), s).
+    pub loss_adv: f32,
+    /// mean cos(emb_f, s) (L_G subtracts 4× it).
+    pub cos: f32,
+    pub grads: BTreeMap<String, Tensor>,
+}
+
+/// L_G and G's gradients through the fake's tape, with NetD/NetC as they are now (after
+/// the D step, as in the released loop) and frozen here.
+pub fn g_losses(model: &Model, batch: &Batch, fake: Fake) -> Result<GStep> {
+    batch.check(model)?;
+    let Fake { tape, g_vars, features, embedding, .. } = fake;
+    let cx = Bind::new(&tape, &model.params, &[], true);
+    let s = tape.constant(batch.sent_emb.clone());
+    let out = model.judge(&cx, &features, &s)?;
+    drop(cx.finish());
+    let axes: Vec<usize> = (0..out.shape().len()).collect();
+    let adv = tape.activation(&tape.reshape(&tape.mean(&out, &axes, true)?, &[1])?, Activation::Scale(-1.0, 0.0))?;
+    let cos = tape.mean(&cosine_rows(&tape, &embedding, &batch.sent_emb)?, &[0], true)?;
+    let l_g = tape.axpy(&adv, -SIM_W, &cos)?;
+    let (loss_g, loss_adv, cos_v) = (scalar(l_g.value())?, scalar(adv.value())?, scalar(cos.value())?);
+    let mut g = tape.backward(&l_g)?;
+    Ok(GStep { loss_g, loss_adv, cos: cos_v, grads: g_vars.gradients(&mut g) })
+}
+
+/// G step: L_G, gradients, then Adam on G.
+pub fn g_step(model: &mut Model, opt_g: &mut Adam, batch: &Batch, fake: Fake, lr: f32) -> Result<GStep> {
+    let out = g_losses(model, batch, fake)?;
+    opt_g.step(&mut model.params, &out.grads, lr)?;
+    Ok(out)
+}
+
+/// Every loss term of one step, and the global L2 norms of the gradients applied.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    pub loss_real: f32,
+    pub loss_mis: f32,
+    pub loss_fake: f32,
+    pub magp: f32,
+    pub loss_d: f32,
+    pub loss_g: f32,
+    pub loss_g_adv: f32,
+    pub cos: f32,
+    pub grad_norm_d: f32,
+    pub grad_norm_g: f32,
+    pub magp_step: f32,
+}
+
+/// √Σ g² over every tensor (one small read-back per tensor).
+pub fn grad_norm(grads: &BTreeMap<String, Tensor>) -> Result<f32> {
+    let mut total = 0f64;
+    for g in grads.values() {
+        total += scalar(&sum_sq(&g.reshape(&[g.numel()])?, 0)?)? as f64;
+    }
+    Ok(total.sqrt() as f32)
+}
+
+/// One whole step, as the released loop: fake once, D step, then G step on the same fake.
+pub fn train_step(model: &mut Model, opt_d: &mut Adam, opt_g: &mut Adam, batch: &Batch) -> Result<Metrics> {
+    let fake = generate_fake(model, batch)?;
+    let d = d_step(model, opt_d, batch, &fake, LR_D)?;
+    let g = g_step(model, opt_g, batch, fake, LR_G)?;
+    Ok(Metrics {
+        loss_real: d.loss_real,
+        loss_mis: d.loss_mis,
+        loss_fake: d.loss_fake,
+        magp: d.magp,
+        loss_d: d.loss_d,
+        loss_g: g.loss_g,
+        loss_g_adv: g.loss_adv,
+        cos: g.cos,
+        grad_norm_d: grad_norm(&d.grads)?,
+        grad_norm_g: grad_norm(&g.grads)?,
+        magp_step: d.magp_step,
+    })
+}

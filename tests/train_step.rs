@@ -1,0 +1,319 @@
+//! One whole training step (MODEL.md §5) against PyTorch running the released loop
+//! (tools/reference/train_reference.py → tests/fixtures/train_tiny): every loss term, MA-GP,
+//! L_D's NetD/NetC gradients (and MA-GP's alone), L_G's G gradients, every parameter after
+//! both Adam updates and G's BatchNorm running statistics.
+//!
+//! Errors are max |ours − torch| / max |torch| per tensor. Tolerances:
+//! - losses 1e-4: a few ulp per op through CLIP, G and D in f32;
+//! - first-order gradients 2e-4, as tests/model.rs, or an absolute error within 1e-6 of the
+//!   largest gradient of the part (see check_named: L_G's gradient goes back through NetD,
+//!   CLIP and G, and shuffle attention's gate gradients are cancelling sums ~1e-4 of G's
+//!   largest; measured 8.9e-4 relative = 1.3e-7 of the largest for ratlip's `se.sweight`);
+//! - MA-GP's parameter gradient, alone and within L_D's, 2e-4 as well: the central difference
+//!   runs on D with its LeakyReLU slopes frozen (affine in the input), so it only adds f32
+//!   rounding of the two gradients divided by the relative step (≈ 1e-7 at MAGP_STEP = 1;
+//!   the sweep test prints it growing as 1/step below that);
+//! - parameters after Adam: the first Adam step moves each parameter by lr·g/(|g| + eps),
+//!   ≈ lr·sign(g), so moves are compared in units of lr (1e-2), except where torch's gradient
+//!   element is within the gradient tolerance of 0 and its sign is undetermined;
+//! - BN running statistics 1e-4, as outputs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ratlip::model::{Model, NET_C, NET_D, NET_G};
+use ratlip::train::adam::{Adam, BETAS, EPS, LR_D, LR_G};
+use ratlip::train::{self, Batch};
+use ratlip::weights::WeightFile;
+use ratlip::{Gpu, GpuOptions, Tensor};
+
+const TOL_LOSS: f64 = 1e-4;
+const TOL_GRAD: f64 = 2e-4;
+const TOL_FLOOR: f64 = 1e-6;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train_tiny")
+}
+
+fn gpu() -> Gpu {
+    Gpu::new(&GpuOptions::default()).expect("train tests need a GPU adapter (lavapipe is enough)")
+}
+
+struct Ref(WeightFile);
+
+impl Ref {
+    fn load(arch: &str) -> Ref {
+        Ref(WeightFile::load(&dir().join(format!("{arch}_step.safetensors"))).unwrap())
+    }
+    fn host(&mut self, name: &str) -> (Vec<usize>, Vec<f32>) {
+        let t = self.0.take_any(name).unwrap_or_else(|| panic!("reference has no {name}"));
+        (t.shape, t.data)
+    }
+    fn tensor(&mut self, g: &Gpu, name: &str) -> Tensor {
+        let (s, d) = self.host(name);
+        Tensor::from_slice(g, &s, &d).unwrap()
+    }
+    fn scalar(&mut self, name: &str) -> f32 {
+        self.host(name).1[0]
+    }
+    fn under(&mut self, prefix: &str) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+        let names: Vec<String> = self.0.names().filter(|n| n.starts_with(prefix)).map(str::to_string).collect();
+        names.into_iter().map(|n| (n[prefix.len()..].to_string(), self.host(&n))).collect()
+    }
+}
+
+fn rel(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0f64, |m, &w| m.max(w.abs() as f64)).max(1e-30);
+    got.iter().zip(want).fold(0f64, |m, (&g, &w)| m.max((g as f64 - w as f64).abs())) / scale
+}
+
+fn check_loss(what: &str, got: f32, want: f32) -> f64 {
+    let e = (got as f64 - want as f64).abs() / (want.abs() as f64).max(1e-30);
+    println!("{what}: ours {got:.7} torch {want:.7}, relative error {e:.2e}");
+    // A hinge term can be exactly 0 on both sides.
+    assert!(e <= TOL_LOSS || (got == 0.0 && want == 0.0), "{what}: relative error {e:.2e} > {TOL_LOSS:.0e}");
+    e
+}
+
+fn max_abs(v: &[f32]) -> f64 {
+    v.iter().fold(0f32, |m, x| m.max(x.abs())) as f64
+}
+
+/// Tensors by full name against the reference's `<tag>.<full name>` tensors under `prefix`;
+/// a tensor we lack must be all zero in the reference (an unreached parameter).
+///
+/// Error per tensor: max |Δ| / max |torch|, at most `tol`, OR max |Δ| at most TOL_FLOOR of
+/// the largest reference value of the whole group: a gradient that is a cancelling sum over
+/// every pixel (shuffle attention's gates and GroupNorm, ~1e-4 of G's largest gradient) keeps
+/// the rounding of its summands, which is relative to them, not to the small result.
+fn check_named(what: &str, ours: &BTreeMap<String, Tensor>, reference: BTreeMap<String, (Vec<usize>, Vec<f32>)>, prefix: &str, tol: f64) -> f64 {
+    let reference: BTreeMap<_, _> = reference.into_iter().filter(|(n, _)| n.starts_with(prefix)).collect();
+    assert!(!reference.is_empty(), "{what}: reference has nothing under {prefix}");
+    let group = reference.values().map(|(_, w)| max_abs(w)).fold(0f64, f64::max);
+    let (mut worst, mut worst_name) = (0f64, String::new());
+    for (name, (shape, want)) in &reference {
+        match ours.get(name) {
+            Some(g) => {
+                assert_eq!(g.shape(), shape.as_slice(), "{name}");
+                let got = g.to_vec().unwrap();
+                let e = rel(&got, want);
+                let abs = e * max_abs(want);
+                if e > tol {
+                    assert!(abs <= TOL_FLOOR * group, "{what}: {name}: max relative error {e:.2e} > {tol:.0e}, and max |Δ| {abs:.2e} > {TOL_FLOOR:.0e} of the group's max {group:.2e}");
+                    println!("{what}: {name}: relative error {e:.2e}, but max |Δ| = {:.2e} of the group's largest value (max |torch| here {:.2e} of it)", abs / group, max_abs(want) / group);
+                } else if e > worst {
+                    worst = e;
+                    worst_name = name.clone();
+                }
+            }
+            None => assert!(want.iter().all(|&w| w == 0.0), "{what}: nothing for {name}, reference has a nonzero one"),
+        }
+    }
+    for name in ours.keys().filter(|n| n.starts_with(prefix)) {
+        assert!(reference.contains_key(name), "{what}: we have {name}, the reference lacks it");
+    }
+    println!("{what}: {} tensors, worst relative error {worst:.2e} ({worst_name}) among those within {tol:.0e}", reference.len());
+    worst
+}
+
+/// Ours minus the tensors torch's double backward leaves None (parameters MA-GP does not
+/// depend on: biases, which the central difference cancels), after checking that ours are
+/// zero to within the gradient tolerance of the largest reference gradient.
+fn without_vanishing(ours: &BTreeMap<String, Tensor>, reference: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) -> BTreeMap<String, Tensor> {
+    let scale = reference.values().flat_map(|(_, v)| v.iter()).fold(0f32, |m, x| m.max(x.abs())) as f64;
+    let mut kept = BTreeMap::new();
+    for (name, t) in ours {
+        if reference.contains_key(name) {
+            kept.insert(name.clone(), t.clone());
+        } else {
+            let m = t.to_vec().unwrap().iter().fold(0f32, |m, x| m.max(x.abs())) as f64;
+            println!("{name}: torch None, ours max {m:.2e} ({:.2e} of the largest MA-GP gradient)", m / scale);
+            assert!(m <= TOL_GRAD * scale, "{name}: MA-GP gradient {m:.2e} where torch has none");
+        }
+    }
+    kept
+}
+
+fn load(g: &Gpu, arch: &str) -> (Model, Ref, Batch) {
+    let model = Model::load(g, &dir().join(format!("{arch}.safetensors"))).unwrap();
+    assert_eq!(model.config.arch.name(), arch);
+    let mut r = Ref::load(arch);
+    let batch = Batch { images: r.tensor(g, "images"), sent_emb: r.tensor(g, "sent_emb"), noise: r.tensor(g, "noise") };
+    (model, r, batch)
+}
+
+fn step_matches_pytorch(arch: &str) {
+    let g = gpu();
+    let (mut model, mut r, batch) = load(&g, arch);
+    let conv_s = "netD.DBlocks.0.conv_s.weight";
+    let conv_s_before = model.params.get(conv_s).unwrap().to_vec().unwrap();
+    let mut opt_d = Adam::new(&[NET_D, NET_C], BETAS, EPS);
+    let mut opt_g = Adam::new(&[NET_G], BETAS, EPS);
+    let before: BTreeMap<String, Vec<f32>> =
+        r.0.names().filter_map(|n| n.strip_prefix("after.")).map(|n| (n.to_string(), model.params.get(n).unwrap().to_vec().unwrap())).collect();
+
+    let t0 = Instant::now();
+    let fake = train::generate_fake(&model, &batch).unwrap();
+    let d = train::d_step(&mut model, &mut opt_d, &batch, &fake, LR_D).unwrap();
+    let gs = train::g_step(&mut model, &mut opt_g, &batch, fake, LR_G).unwrap();
+    println!("{arch}: one step (B = 2) took {:.2} s", t0.elapsed().as_secs_f64());
+
+    check_loss("L_real", d.loss_real, r.scalar("loss.real"));
+    check_loss("L_mis", d.loss_mis, r.scalar("loss.mis"));
+    check_loss("L_fake", d.loss_fake, r.scalar("loss.fake"));
+    check_loss("MA-GP", d.magp, r.scalar("loss.magp"));
+    check_loss("L_D", d.loss_d, r.scalar("loss.d"));
+    check_loss("L_G", gs.loss_g, r.scalar("loss.g"));
+    check_loss("L_G adversarial", gs.loss_adv, r.scalar("loss.g_adv"));
+    check_loss("cos", gs.cos, r.scalar("loss.cos"));
+    println!("MA-GP central-difference step ε = {:.3e}", d.magp_step);
+
+    let magp_ref = r.under("magp_grad.");
+    check_named(&format!("{arch} MA-GP gradient (NetD/NetC)"), &without_vanishing(&d.magp_grads, &magp_ref), magp_ref, "net", TOL_GRAD);
+    let grads = r.under("grad.");
+    check_named(&format!("{arch} L_D gradient, NetD"), &d.grads, grads.clone(), NET_D, TOL_GRAD);
+    check_named(&format!("{arch} L_D gradient, NetC"), &d.grads, grads.clone(), NET_C, TOL_GRAD);
+    check_named(&format!("{arch} L_G gradient"), &gs.grads, grads, NET_G, TOL_GRAD);
+
+    // BN running statistics after the step (G ran once, in training mode).
+    let mut after = r.under("after.");
+    let stats: BTreeMap<String, Tensor> = after.keys().filter(|n| n.contains("running_")).map(|n| (n.clone(), model.params.get(n).unwrap().clone())).collect();
+    // GALIP's G has no BatchNorm; RATLIP's Conv_shuffle blocks do.
+    assert_eq!(stats.is_empty(), arch == "galip", "{arch}: BN statistics in the reference");
+    if !stats.is_empty() {
+        check_named(&format!("{arch} BN running statistics after the step"), &stats, after.iter().filter(|(n, _)| n.contains("running_")).map(|(n, v)| (n.clone(), v.clone())).collect(), NET_G, TOL_LOSS);
+    }
+    after.retain(|n, _| !n.contains("running_"));
+
+    // Parameters after Adam. The first step moves each by lr·g/(|g| + eps), ≈ ±lr, so compare
+    // the moves in units of lr. A move may differ only where torch's gradient element is within
+    // the gradient tolerance of 0 (its sign is then not determined by a 2e-4 match).
+    let grads_ref = r.under("grad.");
+    let (mut worst, mut flips, mut total) = (0f64, 0usize, 0usize);
+    for (name, (_, want)) in &after {
+        let lr = if name.starts_with(NET_G) { LR_G } else { LR_D } as f64;
+        let now = model.params.get(name).unwrap().to_vec().unwrap();
+        let was = &before[name];
+        let g = grads_ref.get(name).map(|(_, g)| g.clone()).unwrap_or_else(|| vec![0.0; want.len()]);
+        let gmax = g.iter().fold(0f32, |m, x| m.max(x.abs())) as f64;
+        for i in 0..want.len() {
+            let (ours, theirs) = (now[i] as f64 - was[i] as f64, want[i] as f64 - was[i] as f64);
+            let e = (ours - theirs).abs() / lr;
+            total += 1;
+            if e > 1e-2 {
+                assert!((g[i].abs() as f64) <= TOL_GRAD * gmax, "{arch}: {name}[{i}] moved {ours:.3e}, torch {theirs:.3e}, torch gradient {:.3e} (max {gmax:.3e})", g[i]);
+                flips += 1;
+            } else {
+                worst = worst.max(e);
+            }
+        }
+    }
+    println!("{arch} Adam: {total} parameters; worst move error {worst:.2e} lr elsewhere; {flips} moved differently, each with |torch gradient| ≤ {TOL_GRAD:.0e}·max");
+    // torch skips a parameter whose grad is None: NetD's unused conv_s keeps its value and has no state.
+    assert_eq!(model.params.get(conv_s).unwrap().to_vec().unwrap(), conv_s_before);
+    assert!(opt_d.state(conv_s).is_none());
+    assert_eq!(opt_d.state("netC.joint_conv.0.weight").unwrap().step, 1);
+}
+
+#[test]
+fn galip_step_matches_pytorch() {
+    step_matches_pytorch("galip");
+}
+
+#[test]
+fn ratlip_step_matches_pytorch() {
+    step_matches_pytorch("ratlip");
+}
+
+/// The whole-step entry point gives the same losses and finite norms; a bad batch is an error.
+#[test]
+fn train_step_reports_metrics_and_rejects_bad_batches() {
+    let g = gpu();
+    let (mut model, mut r, batch) = load(&g, "ratlip");
+    let mut opt_d = Adam::new(&[NET_D, NET_C], BETAS, EPS);
+    let mut opt_g = Adam::new(&[NET_G], BETAS, EPS);
+    let m = train::train_step(&mut model, &mut opt_d, &mut opt_g, &batch).unwrap();
+    println!("{m:?}");
+    // A second step (kernels compiled by now; Adam's step 2 bias correction) is the timing.
+    let t0 = Instant::now();
+    let m2 = train::train_step(&mut model, &mut opt_d, &mut opt_g, &batch).unwrap();
+    println!("ratlip: second train_step (B = 2) took {:.2} s: {m2:?}", t0.elapsed().as_secs_f64());
+    assert!(m2.loss_d.is_finite() && m2.loss_g.is_finite());
+    assert_eq!(opt_g.state("netG.fc_code.weight").unwrap().step, 2);
+    check_loss("L_D", m.loss_d, r.scalar("loss.d"));
+    check_loss("L_G", m.loss_g, r.scalar("loss.g"));
+    assert!(m.grad_norm_d.is_finite() && m.grad_norm_d > 0.0 && m.grad_norm_g.is_finite() && m.grad_norm_g > 0.0);
+
+    let short = Batch { images: batch.images.clone(), sent_emb: batch.sent_emb.clone(), noise: Tensor::zeros(&g, &[1, model.config.z_dim]).unwrap() };
+    assert!(train::train_step(&mut model, &mut opt_d, &mut opt_g, &short).is_err());
+    let mut bad = std::collections::BTreeMap::new();
+    bad.insert("netG.fc_code.weight".to_string(), Tensor::zeros(&g, &[1]).unwrap());
+    assert!(opt_d.step(&mut model.params, &bad, LR_D).is_err(), "NetD's optimiser must refuse a G gradient");
+}
+
+/// MA-GP's central-difference gradient at several steps against torch's double backward:
+/// shows the rounding (small steps) / kink (large steps) trade-off behind MAGP_STEP.
+#[test]
+fn magp_central_difference_step_sweep() {
+    let g = gpu();
+    for arch in ["galip", "ratlip"] {
+        let (model, mut r, batch) = load(&g, arch);
+        let scratch = ratlip::Tape::new(&g);
+        let (feats, _) = model.clip_features(&scratch, &scratch.constant(batch.images.clone())).unwrap();
+        let want = r.under("magp_grad.");
+        let magp = r.scalar("loss.magp");
+        for step in [1e1f32, 1.0, 1e-1, 1e-2, 1e-3] {
+            let gp = train::ma_gp(&model, feats.value(), &batch.sent_emb, step).unwrap();
+            let worst = want
+                .iter()
+                .filter(|(n, _)| !n.contains("conv_s.bias"))
+                .map(|(n, (_, w))| rel(&gp.grads.get(n).map(|t| t.to_vec().unwrap()).unwrap_or_else(|| vec![0.0; w.len()]), w))
+                .fold(0f64, f64::max);
+            println!("{arch}: MA-GP {:.6} (torch {magp:.6}); relative step {step:.0e} (ε {:.2e}): worst gradient error {worst:.2e}", gp.value, gp.step);
+            if step == train::MAGP_STEP {
+                assert!(worst <= TOL_GRAD, "{arch}: MA-GP gradient error {worst:.2e} at the default step");
+            }
+        }
+    }
+}
+
+
+
+/// The mismatched captions are the released `cat(s[1:], s[:1])`: image i against caption
+/// i + 1 (mod B). At B = 2 every roll agrees, so this checks the direction at B = 3.
+#[test]
+fn mismatched_captions_pair_image_i_with_caption_i_plus_1() {
+    let g = gpu();
+    let (model, _, two) = load(&g, "galip");
+    let si = two.images.shape().to_vec();
+    let (images, sent, noise) = (two.images.to_vec().unwrap(), two.sent_emb.to_vec().unwrap(), two.noise.to_vec().unwrap());
+    let row = |v: &[f32], n: usize, i: usize| v[i * n..(i + 1) * n].to_vec();
+    let (ni, ns, nz) = (images.len() / 2, sent.len() / 2, noise.len() / 2);
+    // A third sample: the first image flipped in sign, the second caption reversed.
+    let img3: Vec<f32> = [images.clone(), row(&images, ni, 0).iter().map(|x| -x).collect()].concat();
+    let sent3: Vec<f32> = [sent.clone(), row(&sent, ns, 1).into_iter().rev().collect()].concat();
+    let noise3: Vec<f32> = [noise.clone(), row(&noise, nz, 0)].concat();
+    let b3 = |shape: &[usize], d: &[f32]| {
+        let mut s = shape.to_vec();
+        s[0] = 3;
+        Tensor::from_slice(&g, &s, d).unwrap()
+    };
+    let batch = Batch { images: b3(&si, &img3), sent_emb: b3(&[2, ns], &sent3), noise: b3(&[2, nz], &noise3) };
+    let fake = train::generate_fake(&model, &batch).unwrap();
+    let d = train::d_losses(&model, &batch, &fake).unwrap();
+
+    let tape = ratlip::Tape::new(&g);
+    let (feats, _) = model.clip_features(&tape, &tape.constant(batch.images.clone())).unwrap();
+    let cx = ratlip::model::Bind::inference(&tape, &model.params);
+    let l_mis = |shift: usize| -> f32 {
+        let rolled: Vec<f32> = (0..3).flat_map(|i| row(&sent3, ns, (i + shift) % 3)).collect();
+        let out = model.judge(&cx, &feats, &tape.constant(b3(&[2, ns], &rolled))).unwrap().value().to_vec().unwrap();
+        out.iter().map(|o| (1.0 + o).max(0.0)).sum::<f32>() / 3.0
+    };
+    let (next, prev) = (l_mis(1), l_mis(2));
+    println!("L_mis {:.7}: with caption i+1 {next:.7}, with caption i−1 {prev:.7}", d.loss_mis);
+    assert!((next - prev).abs() > 1e-3, "the test batch does not tell the two directions apart");
+    assert!((d.loss_mis - next).abs() <= 1e-5 * next.abs().max(1.0), "L_mis {} ≠ {next}", d.loss_mis);
+}
