@@ -15,9 +15,9 @@
 //! caption embeddings (saved with every checkpoint) — is restored, so N steps straight and
 //! N/2 + resume + N/2 give bit-identical parameters.
 //!
-//! A step checks every loss term and both gradient norms before its optimiser update, so a
-//! NaN/Inf never reaches the weights: the run stops naming the step, the term and the first
-//! parameter whose gradient went bad, and the newest checkpoint stays the last good one.
+//! A step checks every loss term and each gradient norm before the optimiser update that
+//! would use it: the run stops naming the step, the term and the first parameter whose
+//! gradient went bad, writes nothing more, and the newest checkpoint stays the last good one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -30,11 +30,12 @@ use serde::{Deserialize, Serialize};
 
 use super::adam::{Adam, BETAS, EPS, LR_D, LR_G};
 use super::data::{Dataset, Loader, Position, TextCache};
-use super::objective::{d_losses, g_losses, generate_fake, grad_norm, Batch, Metrics};
+use super::objective::{d_losses, g_losses, generate_fake, Batch, Metrics};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::images;
 use crate::model::{Model, ModelConfig, Provenance, NET_C, NET_D, NET_G};
+use crate::ops::{elementwise, reduce};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 use crate::weights::{save_safetensors, write_atomic, WeightFile};
@@ -461,10 +462,29 @@ impl Run {
 fn check_losses(step: u64, terms: &[(&str, f32)], good: &str) -> Result<()> {
     for (name, v) in terms {
         if !v.is_finite() {
-            return Err(Error::Other(format!("step {step}: {name} is {v}; the run stopped before updating the weights (last good checkpoint: {good})")));
+            return Err(Error::Other(format!("step {step}: {name} is {v}; the run stopped without saving this step (last good checkpoint: {good})")));
         }
     }
     Ok(())
+}
+
+/// √Σ g² over every tensor, summed on the GPU with one read-back (objective::grad_norm reads
+/// one scalar per tensor: hundreds of GPU round trips per step, a large part of a tiny step).
+pub fn grad_norm(grads: &BTreeMap<String, Tensor>) -> Result<f32> {
+    let mut total: Option<Tensor> = None;
+    for g in grads.values() {
+        let flat = g.reshape(&[g.numel()])?;
+        let sq = reduce::sum(&elementwise::mul(&flat, &flat)?, &[0], false)?;
+        total = Some(match total {
+            None => sq,
+            Some(t) => elementwise::add(&t, &sq)?,
+        });
+    }
+    let sum = match total {
+        Some(t) => t.to_vec()?.first().copied().unwrap_or(0.0),
+        None => 0.0,
+    };
+    Ok(sum.sqrt())
 }
 
 /// The gradients' global norm; when it is not finite, names the first parameter (in name
@@ -482,6 +502,6 @@ fn check_grads(step: u64, loss: &str, grads: &BTreeMap<String, Tensor>, good: &s
         }
     }
     Err(Error::Other(format!(
-        "step {step}: the gradient norm of {loss} is {norm}; first bad parameter gradient: {first}; the run stopped before updating the weights (last good checkpoint: {good})"
+        "step {step}: the gradient norm of {loss} is {norm}; first bad parameter gradient: {first}; the run stopped without saving this step (last good checkpoint: {good})"
     )))
 }
