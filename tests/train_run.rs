@@ -38,7 +38,7 @@ fn tiny_config(data: &Path, batch: usize, steps: u64) -> RunConfig {
     c.sample_every = 0;
     c.checkpoint_every = 0;
     c.workers = 2;
-    c.samples = 4;
+    c.samples = 8;
     c
 }
 

@@ -470,7 +470,7 @@ fn check_losses(step: u64, terms: &[(&str, f32)], good: &str) -> Result<()> {
 
 /// √Σ g² over every tensor, summed on the GPU with one read-back (objective::grad_norm reads
 /// one scalar per tensor: hundreds of GPU round trips per step, a large part of a tiny step).
-pub fn grad_norm(grads: &BTreeMap<String, Tensor>) -> Result<f32> {
+fn grad_norm(grads: &BTreeMap<String, Tensor>) -> Result<f32> {
     let mut total: Option<Tensor> = None;
     for g in grads.values() {
         let flat = g.reshape(&[g.numel()])?;
