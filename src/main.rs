@@ -93,6 +93,9 @@ enum Command {
         #[command(subcommand)]
         what: DatasetWhat,
     },
+    /// Train a model on a captioned image folder (also `ratlip --train ...`): a run folder
+    /// with config, metrics.jsonl, sample grids and checkpoints; `--resume RUN_DIR` continues it.
+    Train(commands::train::TrainArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -197,11 +200,32 @@ enum BenchWhat {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(train_spelling(std::env::args_os().collect()));
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// `ratlip --train ...` is the spelling the project promised: it means `ratlip train ...` when
+/// it stands where the subcommand goes (after global options only), never as another
+/// option's value.
+fn train_spelling(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        if a == "--train" {
+            args[i] = "train".into();
+            break;
+        } else if a == "--adapter" {
+            i += 2;
+        } else if a.starts_with("--adapter=") {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    args
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -217,6 +241,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             commands::clip::score(&gpu()?, &clip, &image, &prompt, json)?;
         }
         Command::Dataset { what: DatasetWhat::Synth(args) } => commands::dataset::synth(&args)?,
+        Command::Train(args) => commands::train::train(&gpu()?, &args)?,
         Command::Bench { what: BenchWhat::Clip { clip, batch, reps } } => {
             let g = gpu()?;
             let model = commands::clip::load(&g, &clip)?;

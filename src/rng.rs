@@ -27,6 +27,16 @@ impl Rng {
         Rng::new(splitmix64(&mut x))
     }
 
+    /// The generator's whole state, for training checkpoints.
+    pub fn state(&self) -> [u64; 4] {
+        self.s
+    }
+
+    /// A generator continuing exactly where the one that gave `state` stood.
+    pub fn from_state(s: [u64; 4]) -> Rng {
+        Rng { s }
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         let s = &mut self.s;
         let out = (s[0].wrapping_add(s[3])).rotate_left(23).wrapping_add(s[0]);

@@ -5,3 +5,4 @@ pub mod dataset;
 pub mod explore;
 mod font;
 pub mod model;
+pub mod train;

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::model::Params;
 use crate::ops::reduce::{adam_step, AdamParams};
 use crate::tensor::Tensor;
+use crate::weights::{HostTensor, WeightFile};
 
 /// MODEL.md §5: the released optimisers' betas and eps (lr differs between G and D).
 pub const BETAS: (f32, f32) = (0.0, 0.9);
@@ -74,6 +75,36 @@ impl Adam {
             // In place: every tape that saw the old value has been consumed by now.
             adam_step(p, g, &slot.m, &slot.v, &hp, slot.step)?;
         }
+        Ok(())
+    }
+
+    /// The state as tensors `{prefix}m.{name}` / `{prefix}v.{name}` and the per-tensor step
+    /// counts, for a training checkpoint.
+    pub fn state_to_host(&self, prefix: &str) -> Result<(BTreeMap<String, HostTensor>, BTreeMap<String, u32>)> {
+        let mut tensors = BTreeMap::new();
+        let mut steps = BTreeMap::new();
+        for (name, slot) in &self.state {
+            tensors.insert(format!("{prefix}m.{name}"), HostTensor::new(slot.m.shape().to_vec(), slot.m.to_vec()?));
+            tensors.insert(format!("{prefix}v.{name}"), HostTensor::new(slot.v.shape().to_vec(), slot.v.to_vec()?));
+            steps.insert(name.clone(), slot.step);
+        }
+        Ok((tensors, steps))
+    }
+
+    /// Replaces the state with what `state_to_host` wrote: every named parameter must exist
+    /// under this optimiser's prefixes with the tensors' shape.
+    pub fn load_state(&mut self, params: &Params, w: &mut WeightFile, prefix: &str, steps: &BTreeMap<String, u32>) -> Result<()> {
+        let mut state = BTreeMap::new();
+        for (name, &step) in steps {
+            if !self.owns(name) || params.is_buffer(name) {
+                return Err(Error::Other(format!("optimiser state for {name}, which this optimiser ({:?}) does not train", self.prefixes)));
+            }
+            let p = params.get(name)?;
+            let m = w.take(&format!("{prefix}m.{name}"), p.shape())?;
+            let v = w.take(&format!("{prefix}v.{name}"), p.shape())?;
+            state.insert(name.clone(), Slot { m: Tensor::from_slice(p.gpu(), p.shape(), &m.data)?, v: Tensor::from_slice(p.gpu(), p.shape(), &v.data)?, step });
+        }
+        self.state = state;
         Ok(())
     }
 }

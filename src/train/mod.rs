@@ -7,9 +7,15 @@
 //!   MA-GP's parameter gradient (a double backward in PyTorch) is a central difference of two
 //!   first-order passes through NetD/NetC with their LeakyReLU slopes frozen at the real
 //!   features (`Bind::record_slopes` / `replay_slopes`), which makes it exact.
+//! - [`data`]: datasets (folder, AttnGAN/CUB), the released augmentation on worker threads,
+//!   the caption-embedding cache;
+//! - [`run`]: a run folder: config, metrics, samples, checkpoints, bit-exact resume.
 
 pub mod adam;
+pub mod data;
 pub mod objective;
+pub mod run;
 
 pub use adam::Adam;
 pub use objective::{d_losses, d_step, g_losses, g_step, generate_fake, grad_norm, ma_gp, train_step, Batch, DStep, Fake, GStep, MaGp, Metrics, MAGP_STEP, SIM_W};
+pub use run::{Outcome, Run, RunConfig, StepReport};

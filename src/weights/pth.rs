@@ -660,3 +660,24 @@ pub fn strip_module_prefix(w: WeightFile) -> WeightFile {
     }
     WeightFile { source, tensors: out, metadata }
 }
+
+/// A plain pickle holding a list of strings, e.g. AttnGAN's `train/filenames.pickle`
+/// (Python 2 `str` arrives as bytes, Python 3 `str` as text; both become `String`). Read with
+/// the same VM as checkpoints, so nothing in the file is ever imported or called.
+pub fn load_string_list(path: &Path) -> Result<Vec<String>> {
+    let data = std::fs::read(path).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    let vm = Vm { data: &data, pos: 0, file: path, stack: Vec::new(), marks: Vec::new(), memo: HashMap::new() };
+    let items = match vm.run()? {
+        Value::List(l) => l.borrow().clone(),
+        Value::Tuple(t) => t.as_ref().clone(),
+        other => return Err(Error::Other(format!("{}: expected a pickled list of names, found a {}", path.display(), kind(&other)))),
+    };
+    items
+        .into_iter()
+        .map(|v| match v {
+            Value::Str(s) => Ok(s),
+            Value::Bytes(b) => String::from_utf8(b).map_err(|_| Error::Other(format!("{}: a name is not UTF-8", path.display()))),
+            other => Err(Error::Other(format!("{}: expected strings in the list, found a {}", path.display(), kind(&other)))),
+        })
+        .collect()
+}

@@ -1,0 +1,202 @@
+//! `ratlip train` (also spelled `ratlip --train`): a training run in RUN_DIR, or `--resume`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{bail, Context, Result};
+use ratlip::model::{Arch, Model, ModelConfig};
+use ratlip::train::{Outcome, Run, RunConfig, StepReport};
+use ratlip::Gpu;
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Dataset folder: images/X.png + images/X.txt (as `ratlip dataset synth` writes), the
+    /// pairs directly in DIR, or the AttnGAN/CUB layout (train/filenames.pickle, text/, images/).
+    #[arg(long, required_unless_present = "resume")]
+    data: Option<PathBuf>,
+    /// Run folder to create: config.json, metrics.jsonl, samples/, checkpoints/.
+    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+    out: Option<PathBuf>,
+    /// Continue the run in this folder from its newest checkpoint, bit-exactly.
+    #[arg(long, value_name = "RUN_DIR")]
+    resume: Option<PathBuf>,
+    /// galip, ratlip (the paper's RAT) or ratlip-release (fresh models only).
+    #[arg(long, default_value = "ratlip", conflicts_with_all = ["model", "resume"])]
+    arch: String,
+    /// tiny or released (fresh models only).
+    #[arg(long, default_value = "tiny", conflicts_with_all = ["model", "config", "resume"])]
+    size: String,
+    /// Start from this model file (it must hold NetD/NetC) instead of a fresh init.
+    #[arg(long, value_name = "INIT.safetensors", conflicts_with = "resume")]
+    model: Option<PathBuf>,
+    /// Model config JSON for a fresh init (the "config" object `ratlip model info --json` prints).
+    #[arg(long, value_name = "FILE.json", conflicts_with_all = ["model", "resume"])]
+    config: Option<PathBuf>,
+    /// Images per step.
+    #[arg(long, default_value_t = 8, conflicts_with = "resume")]
+    batch: usize,
+    /// Total steps (with --resume: a new total for the run).
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Seed of the init, data order, augmentation and noise.
+    #[arg(long, default_value_t = 0, conflicts_with = "resume")]
+    seed: u64,
+    /// Write a sample grid every K steps (0: only at the end).
+    #[arg(long, default_value_t = 100, conflicts_with = "resume")]
+    sample_every: u64,
+    /// Write a checkpoint every K steps (0: only at the end or on Ctrl-C).
+    #[arg(long, default_value_t = 500, conflicts_with = "resume")]
+    checkpoint_every: u64,
+    /// Checkpoints to keep (the newest N).
+    #[arg(long, default_value_t = 3, conflicts_with = "resume")]
+    keep: usize,
+    /// Generator learning rate (released: 1e-4).
+    #[arg(long, conflicts_with = "resume")]
+    lr_g: Option<f32>,
+    /// Discriminator (NetD + NetC) learning rate (released: 4e-4).
+    #[arg(long, conflicts_with = "resume")]
+    lr_d: Option<f32>,
+    /// Images decoded ahead on this many threads (default: the cores, at most 4).
+    #[arg(long, conflicts_with = "resume")]
+    workers: Option<usize>,
+}
+
+/// Set by SIGINT; the training loop checks it between steps and checkpoints before leaving.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+#[cfg(unix)]
+extern "C" fn on_sigint(_: libc::c_int) {
+    if STOP.swap(true, Ordering::SeqCst) {
+        // A second Ctrl-C: the user does not want to wait for the checkpoint.
+        unsafe { libc::_exit(130) };
+    }
+}
+
+fn install_ctrl_c() {
+    #[cfg(unix)]
+    unsafe {
+        // The handler only touches an atomic (async-signal-safe).
+        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+    }
+}
+
+fn model_config(a: &TrainArgs) -> Result<ModelConfig> {
+    if let Some(p) = &a.config {
+        let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        // Either a bare ModelConfig or `ratlip model info --json` output.
+        let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))?;
+        let obj = v.get("config").cloned().unwrap_or(v);
+        return Ok(ModelConfig::from_json(&obj.to_string()).with_context(|| format!("{}: not a model config", p.display()))?);
+    }
+    let arch = Arch::parse(&a.arch)?;
+    Ok(match a.size.as_str() {
+        "tiny" => ModelConfig::tiny(arch),
+        "released" => ModelConfig::released(arch),
+        other => bail!("unknown size {other:?}: expected tiny or released"),
+    })
+}
+
+fn fmt_time(s: f64) -> String {
+    let s = s.max(0.0) as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+pub fn train(gpu: &Gpu, a: &TrainArgs) -> Result<()> {
+    let mut run = match &a.resume {
+        Some(dir) => {
+            let mut run = Run::resume(gpu, dir).with_context(|| format!("resuming {}", dir.display()))?;
+            if let Some(n) = a.steps {
+                run.set_steps(n)?;
+            }
+            eprintln!("resuming {} at step {} of {} (data epoch {}, position {})", dir.display(), run.step, run.config.steps, run.data_position().epoch, run.data_position().cursor);
+            run
+        }
+        None => {
+            let (data, out) = (a.data.clone().context("--data is required")?, a.out.clone().context("--out is required")?);
+            let mut config = RunConfig::new(data, model_config(a)?);
+            config.batch = a.batch;
+            config.steps = a.steps.unwrap_or(1000);
+            config.seed = a.seed;
+            config.sample_every = a.sample_every;
+            config.checkpoint_every = a.checkpoint_every;
+            config.keep = a.keep;
+            config.lr_g = a.lr_g.unwrap_or(config.lr_g);
+            config.lr_d = a.lr_d.unwrap_or(config.lr_d);
+            config.workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4));
+            let model = match &a.model {
+                Some(p) => {
+                    config.init = Some(p.clone());
+                    super::model::open(gpu, p)?
+                }
+                None => Model::init(gpu, config.model.clone(), None, a.seed, true)?,
+            };
+            Run::create(&out, config, model).with_context(|| format!("starting a run in {}", out.display()))?
+        }
+    };
+    describe(&run);
+    install_ctrl_c();
+    let started_at = run.step;
+    let t0 = std::time::Instant::now();
+    let outcome = run.train(&STOP, |r| progress(r, started_at, t0.elapsed().as_secs_f64()));
+    eprintln!();
+    let outcome = outcome.with_context(|| format!("training in {}", run.dir.display()))?;
+    if !run.skipped().is_empty() {
+        eprintln!("{} unreadable image(s) skipped:", run.skipped().len());
+        for (i, why) in run.skipped() {
+            eprintln!("  {}: {why}", run.dataset.items[*i].image.display());
+        }
+    }
+    let ckpt = run.last_checkpoint().map(Path::display).map(|d| d.to_string()).unwrap_or_default();
+    match outcome {
+        Outcome::Finished => println!("finished step {} in {}; checkpoint {ckpt}", run.step, run.dir.display()),
+        Outcome::Interrupted => {
+            println!("interrupted at step {}: wrote {ckpt}; continue with `ratlip train --resume {}`", run.step, run.dir.display());
+            std::process::exit(130);
+        }
+    }
+    Ok(())
+}
+
+fn describe(run: &Run) {
+    let c = &run.config;
+    let (g, d, nc) = run.model.parameter_counts();
+    eprintln!(
+        "data: {} ({} images, {} captions, {:?} layout{}); model {} {}×{} (netG {g}, netD {d}, netC {nc}); batch {}, {} steps, seed {}",
+        c.data.display(),
+        run.dataset.items.len(),
+        run.dataset.caption_count(),
+        run.dataset.layout,
+        if run.dataset.without_captions > 0 { format!(", {} images without captions left out", run.dataset.without_captions) } else { String::new() },
+        c.model.arch.name(),
+        c.model.image_size,
+        c.model.image_size,
+        c.batch,
+        c.steps,
+        c.seed
+    );
+}
+
+fn progress(r: &StepReport, started_at: u64, elapsed: f64) {
+    let done = (r.step - started_at) as f64;
+    let per = elapsed / done.max(1.0);
+    let eta = per * (r.steps - r.step) as f64;
+    let m = &r.metrics;
+    eprint!(
+        "\rstep {}/{}  L_D {:.3} (real {:.3} mis {:.3} fake {:.3} gp {:.3})  L_G {:.3} cos {:.3}  {:.2} img/s  ETA {}   ",
+        r.step,
+        r.steps,
+        m.loss_d,
+        m.loss_real,
+        m.loss_mis,
+        m.loss_fake,
+        m.magp,
+        m.loss_g,
+        m.cos,
+        r.images_per_s,
+        fmt_time(eta)
+    );
+}
