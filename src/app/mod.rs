@@ -398,7 +398,7 @@ impl App {
         while let Some(reply) = self.worker.as_mut().and_then(Worker::try_recv) {
             match reply {
                 Reply::Opened(ModelSummary { path, arch, image_size, .. }) => {
-                    self.notice = Some(format!("opened {} ({arch}, {image_size}×{image_size})", path.display()));
+                    self.notice = Some(format!("opened {} ({arch}, {image_size}x{image_size})", path.display()));
                     self.model = Some(ModelSummaryView { path, arch, image_size });
                     self.opening = None;
                     // Results of the previous model would be mislabelled now.
@@ -488,10 +488,10 @@ impl App {
             match (&self.model, &self.opening) {
                 (_, Some(p)) => {
                     ui.spinner();
-                    ui.label(format!("opening {}…", p.display()));
+                    ui.label(format!("opening {}...", p.display()));
                 }
                 (Some(m), None) => {
-                    ui.label(format!("model: {} ({}, {}×{})", m.path.display(), m.arch, m.image_size, m.image_size));
+                    ui.label(format!("model: {} ({}, {}x{})", m.path.display(), m.arch, m.image_size, m.image_size));
                 }
                 (None, None) => {
                     ui.label("no model open");
@@ -499,8 +499,8 @@ impl App {
             }
         });
         ui.horizontal(|ui| {
-            ui.label("Model file:");
-            let field = ui.add(egui::TextEdit::singleline(&mut self.path_field).desired_width(360.0).id_salt("model path"));
+            let l = ui.label("Model file:");
+            let field = ui.add(egui::TextEdit::singleline(&mut self.path_field).desired_width(360.0).id_salt("model path")).labelled_by(l.id);
             let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
             if ui.button("Open").clicked() || enter {
                 let p = self.path_field.trim().to_string();
@@ -516,7 +516,7 @@ impl App {
             let mut clear = false;
             egui::Frame::new().fill(egui::Color32::from_rgb(90, 20, 20)).inner_margin(6.0).show(ui, |ui| {
                 for e in self.errors.iter().rev().take(3) {
-                    ui.colored_label(egui::Color32::from_rgb(255, 200, 200), format!("⚠ {e}"));
+                    ui.colored_label(egui::Color32::from_rgb(255, 200, 200), format!("Error: {e}"));
                 }
                 clear = ui.button("Dismiss").clicked();
             });
@@ -539,8 +539,8 @@ impl App {
         ui.label("To get one:");
         ui.monospace("ratlip import --checkpoint state_epoch_1480.pth --clip ViT-B-32/ -o ratlip.safetensors");
         ui.label("converts the authors' released GALIP/RATLIP checkpoint (with the CLIP it was trained with);");
-        ui.monospace("ratlip train ...");
-        ui.label("trains one on your own images (see `ratlip train --help`);");
+        ui.monospace("ratlip train --data DIR --out RUN");
+        ui.label("trains one on a folder of captioned images; open a checkpoint from RUN/checkpoints/;");
         ui.monospace("ratlip model new --arch ratlip --size tiny -o tiny.safetensors");
         ui.label("makes an untrained toy model, to try the app (its images are noise-like).");
         ui.add_space(8.0);
@@ -551,10 +551,10 @@ impl App {
         ui.horizontal(|ui| {
             if self.busy() {
                 ui.spinner();
-                ui.label("generating…");
+                ui.label("generating...");
             }
             if let Some(s) = shown {
-                ui.label(format!("{:.0} ms per image ({} × {}×{})", s.ms_per_image, s.count, s.size, s.size));
+                ui.label(format!("{:.0} ms per image ({} images of {}x{})", s.ms_per_image, s.count, s.size, s.size));
             }
         });
     }
@@ -565,7 +565,7 @@ impl App {
             let label = ui.label("Prompt:");
             let r = ui.add(
                 egui::TextEdit::singleline(&mut self.prompt.text)
-                    .hint_text("a small bird with a red head — press Enter")
+                    .hint_text("a small bird with a red head (press Enter)")
                     .desired_width(480.0)
                     .id_salt("prompt"),
             ).labelled_by(label.id);
@@ -573,16 +573,19 @@ impl App {
             go |= ui.button("Generate").clicked();
         });
         ui.horizontal(|ui| {
-            ui.label("Seed:");
-            ui.add(egui::DragValue::new(&mut self.prompt.seed).range(0..=u32::MAX as u64));
+            let l = ui.label("Seed:");
+            ui.add(egui::DragValue::new(&mut self.prompt.seed).range(0..=u32::MAX as u64)).labelled_by(l.id);
             ui.checkbox(&mut self.prompt.new_seed_each_time, "new seed each time");
-            ui.label("Count:");
-            ui.add(egui::DragValue::new(&mut self.prompt.count).range(1..=64));
+            let l = ui.label("Count:");
+            ui.add(egui::DragValue::new(&mut self.prompt.count).range(1..=64)).labelled_by(l.id);
         });
         if go {
             self.generate_prompt();
         }
         self.status_line(ui, self.prompt.result.as_ref());
+        if self.prompt.result.is_some() {
+            self.save_row(ui, Target::Prompt);
+        }
         if let Some(s) = &self.prompt.result {
             let side = image_side(ui, s.atlas_cols, s.size);
             egui::Grid::new("prompt images").spacing([4.0, 4.0]).show(ui, |ui| {
@@ -593,14 +596,13 @@ impl App {
                     }
                 }
             });
-            self.save_row(ui, Target::Prompt);
         }
     }
 
     fn save_row(&mut self, ui: &mut egui::Ui, which: Target) {
         ui.horizontal(|ui| {
-            ui.label("Save as:");
-            ui.add(egui::TextEdit::singleline(&mut self.prompt.save_path).desired_width(260.0).id_salt("save path"));
+            let l = ui.label("Save as:");
+            ui.add(egui::TextEdit::singleline(&mut self.prompt.save_path).desired_width(260.0).id_salt("save path")).labelled_by(l.id);
             if ui.button("Save PNG").clicked() {
                 self.save(which);
             }
@@ -615,22 +617,22 @@ impl App {
             ui.radio_value(&mut self.interp.walk, Walk::Prompts, "two prompts (one seed)");
         });
         ui.horizontal(|ui| {
-            ui.label(if self.interp.walk == Walk::Seeds { "Prompt:" } else { "From prompt:" });
-            ui.add(egui::TextEdit::singleline(&mut self.interp.prompt_a).desired_width(300.0).id_salt("interp a"));
+            let l = ui.label(if self.interp.walk == Walk::Seeds { "Prompt:" } else { "From prompt:" });
+            ui.add(egui::TextEdit::singleline(&mut self.interp.prompt_a).desired_width(300.0).id_salt("interp a")).labelled_by(l.id);
             if self.interp.walk == Walk::Prompts {
-                ui.label("to:");
-                ui.add(egui::TextEdit::singleline(&mut self.interp.prompt_b).desired_width(300.0).id_salt("interp b"));
+                let l = ui.label("to prompt:");
+                ui.add(egui::TextEdit::singleline(&mut self.interp.prompt_b).desired_width(300.0).id_salt("interp b")).labelled_by(l.id);
             }
         });
         ui.horizontal(|ui| {
-            ui.label(if self.interp.walk == Walk::Seeds { "Seeds:" } else { "Seed:" });
-            ui.add(egui::DragValue::new(&mut self.interp.seed_a).range(0..=u32::MAX as u64));
+            let l = ui.label(if self.interp.walk == Walk::Seeds { "From seed:" } else { "Seed:" });
+            ui.add(egui::DragValue::new(&mut self.interp.seed_a).range(0..=u32::MAX as u64)).labelled_by(l.id);
             if self.interp.walk == Walk::Seeds {
-                ui.label("→");
-                ui.add(egui::DragValue::new(&mut self.interp.seed_b).range(0..=u32::MAX as u64));
+                let l = ui.label("to seed:");
+                ui.add(egui::DragValue::new(&mut self.interp.seed_b).range(0..=u32::MAX as u64)).labelled_by(l.id);
             }
-            ui.label("Steps:");
-            ui.add(egui::DragValue::new(&mut self.interp.steps).range(2..=16));
+            let l = ui.label("Steps:");
+            ui.add(egui::DragValue::new(&mut self.interp.steps).range(2..=16)).labelled_by(l.id);
             if ui.button("Make strip").clicked() {
                 self.generate_strip();
             }
@@ -638,7 +640,7 @@ impl App {
         let changed = before != (self.interp.walk, self.interp.prompt_a.clone(), self.interp.prompt_b.clone(), self.interp.seed_a, self.interp.seed_b);
         let mut moved = false;
         ui.horizontal(|ui| {
-            let play = if self.interp.playing { "⏸ Pause" } else { "▶ Play" };
+            let play = if self.interp.playing { "Pause" } else { "Play" };
             if ui.button(play).clicked() {
                 self.interp.playing = !self.interp.playing;
                 self.play_clock = None;
@@ -666,6 +668,9 @@ impl App {
         if let Some(f) = &self.interp.frame {
             ui.add(f.image(0, 192.0));
         }
+        if self.interp.strip.is_some() {
+            self.save_row(ui, Target::Strip);
+        }
         if let Some(s) = &self.interp.strip {
             let side = image_side(ui, s.count, s.size);
             ui.horizontal(|ui| {
@@ -673,25 +678,28 @@ impl App {
                     ui.add(s.image(k, side));
                 }
             });
-            self.save_row(ui, Target::Strip);
         }
     }
 
     fn compare_tab(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
             ui.vertical(|ui| {
-                ui.label("Prompts (one per line):");
-                ui.add(egui::TextEdit::multiline(&mut self.compare.prompts).desired_rows(3).desired_width(360.0).id_salt("compare prompts"));
+                let l = ui.label("Prompts (one per line):");
+                ui.add(egui::TextEdit::multiline(&mut self.compare.prompts).desired_rows(3).desired_width(360.0).id_salt("compare prompts"))
+                    .labelled_by(l.id);
             });
             ui.vertical(|ui| {
-                ui.label("Seeds (same noise down each column):");
-                ui.add(egui::TextEdit::singleline(&mut self.compare.seeds).desired_width(160.0).id_salt("compare seeds"));
+                let l = ui.label("Seeds (same noise down each column):");
+                ui.add(egui::TextEdit::singleline(&mut self.compare.seeds).desired_width(160.0).id_salt("compare seeds")).labelled_by(l.id);
                 if ui.button("Compare").clicked() {
                     self.generate_compare();
                 }
             });
         });
         self.status_line(ui, self.compare.result.as_ref().map(|x| &x.2));
+        if self.compare.result.is_some() {
+            self.save_row(ui, Target::Compare);
+        }
         if let Some((prompts, seeds, s)) = &self.compare.result {
             let side = image_side(ui, seeds.len() + 2, s.size);
             egui::Grid::new("compare grid").spacing([4.0, 4.0]).show(ui, |ui| {
@@ -708,16 +716,15 @@ impl App {
                     ui.end_row();
                 }
             });
-            self.save_row(ui, Target::Compare);
         }
     }
 }
 
 /// Display side of one image: fills the width with `cols` images, shown at least at their
-/// own size and at most 256 points.
+/// own size and at most 192 points.
 fn image_side(ui: &egui::Ui, cols: usize, size: usize) -> f32 {
     let fit = (ui.available_width() - 4.0 * cols as f32) / cols.max(1) as f32;
-    fit.clamp(size.min(64) as f32, 256.0)
+    fit.clamp(size.min(64) as f32, 192.0)
 }
 
 impl eframe::App for App {
