@@ -38,7 +38,9 @@ fn tiny_model(dir: &Path) -> PathBuf {
 }
 
 fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ratlip-app-{name}-{}", std::process::id()));
+    // Relative to the package root (the tests' working directory) and fixed: the path is
+    // on screen, and snapshots must not change from run to run or checkout to checkout.
+    let d = PathBuf::from(format!("target/app-tests/{name}"));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -72,6 +74,17 @@ fn settle(h: &mut Harness<'static, App>) -> u64 {
     frames
 }
 
+/// Timings differ from run to run; the snapshots show a fixed one.
+fn snapshot(h: &mut Harness<'static, App>, name: &str) {
+    let app = h.state_mut();
+    let shown = [app.prompt.result.as_mut(), app.interp.strip.as_mut(), app.interp.frame.as_mut(), app.compare.result.as_mut().map(|x| &mut x.2)];
+    for s in shown.into_iter().flatten() {
+        s.ms_per_image = 100.0;
+    }
+    h.run_steps(2);
+    h.snapshot(name);
+}
+
 fn opened(model: &Path) -> Harness<'static, App> {
     let mut h = harness(options(Some(model.to_path_buf())));
     settle(&mut h);
@@ -101,7 +114,7 @@ fn prompt_enter_generates_images_and_saves_a_png() {
     assert_eq!((r.count, r.size), (4, 24));
     assert!(r.ms_per_image > 0.0);
     h.get_by_label_contains("ms per image");
-    h.snapshot("app_prompt");
+    snapshot(&mut h, "app_prompt");
 
     // Save PNG: the file carries the prompt and seed like `ratlip generate` output.
     let out = dir.join("saved.png");
@@ -154,7 +167,7 @@ fn tabs_slider_and_play() {
     settle(&mut h);
     assert!((h.state().interp.t - 0.5).abs() < 1e-9, "t = {}", h.state().interp.t);
     assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
-    h.snapshot("app_interpolate");
+    snapshot(&mut h, "app_interpolate");
 
     // Play: the slider moves on its own and frames keep being generated without blocking
     // the UI. Count UI frames (each one rendered, as a window would) against images made.
@@ -244,7 +257,7 @@ fn compare_grid_is_labelled() {
     assert_eq!(shown.count, 6);
     h.get_by_label("seed 4");
     h.get_by_label("a red flower");
-    h.snapshot("app_compare");
+    snapshot(&mut h, "app_compare");
 
     h.state_mut().compare.seeds = "3, x".into();
     h.get_all_by_label("Compare").last().unwrap().click();
@@ -267,7 +280,7 @@ fn a_bad_model_file_shows_an_error_in_the_window() {
     h.get_by_label_contains("could not open");
     // Still usable: the no-model help stays on screen, and a missing file is another error.
     h.get_by_label("No model is open");
-    h.snapshot("app_bad_model");
+    snapshot(&mut h, "app_bad_model");
     h.state_mut().path_field = dir.join("missing.safetensors").display().to_string();
     h.get_by_label("Open").click();
     h.step();
@@ -279,14 +292,17 @@ fn a_bad_model_file_shows_an_error_in_the_window() {
 #[test]
 fn no_model_screen_explains_how_to_get_one_and_opens_a_dropped_file() {
     let dir = tempdir("none");
-    let mut h = harness(options(None));
+    // The default search list, pointed at places that do not exist.
+    let search = vec![dir.join("ratlip.safetensors"), dir.join("assets/default.safetensors")];
+    let mut h = harness(AppOptions { model: None, search, adapter: None });
     h.run_steps(2);
     assert!(h.state().model.is_none());
     assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
     h.get_by_label("No model is open");
+    h.get_by_label_contains(&format!("there is none at {}", dir.join("ratlip.safetensors").display()));
     h.get_by_label_contains("ratlip import --checkpoint");
     h.get_by_label("ratlip train --data DIR --out RUN");
-    h.snapshot("app_no_model");
+    snapshot(&mut h, "app_no_model");
 
     let model = tiny_model(&dir);
     h.event(egui::Event::WindowFocused(true));

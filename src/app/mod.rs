@@ -185,8 +185,8 @@ pub struct App {
     pending_compare_labels: Option<(Vec<String>, Vec<u64>)>,
     seed_source: crate::rng::Rng,
     play_clock: Option<Instant>,
-    /// Frames drawn, for the frame-rate figure.
-    pub frames: u64,
+    /// Where a model was looked for (none was named).
+    searched: Vec<PathBuf>,
 }
 
 /// What the UI knows of the open model.
@@ -238,7 +238,7 @@ impl App {
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1),
             ),
             play_clock: None,
-            frames: 0,
+            searched: if options.model.is_none() { options.search.clone() } else { Vec::new() },
         };
         match &cc.wgpu_render_state {
             Some(rs) => {
@@ -253,7 +253,7 @@ impl App {
         let found = options.model.clone().or_else(|| options.search.iter().find(|p| p.is_file()).cloned());
         match found {
             Some(p) => app.open(p),
-            None => app.path_field = "ratlip.safetensors".into(),
+            None => {}
         }
         app
     }
@@ -500,7 +500,7 @@ impl App {
         });
         ui.horizontal(|ui| {
             let l = ui.label("Model file:");
-            let field = ui.add(egui::TextEdit::singleline(&mut self.path_field).desired_width(360.0).id_salt("model path")).labelled_by(l.id);
+            let field = ui.add(egui::TextEdit::singleline(&mut self.path_field).desired_width(360.0).hint_text("path/to/model.safetensors").id_salt("model path")).labelled_by(l.id);
             let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
             if ui.button("Open").clicked() || enter {
                 let p = self.path_field.trim().to_string();
@@ -531,10 +531,12 @@ impl App {
     fn no_model(&mut self, ui: &mut egui::Ui) {
         ui.add_space(20.0);
         ui.heading("No model is open");
-        ui.label(
-            "ratlip does not bundle a trained model yet. It looked for ./ratlip.safetensors and \
-             assets/default.safetensors and found neither.",
-        );
+        let looked: Vec<String> = self.searched.iter().map(|p| p.display().to_string()).collect();
+        ui.label(if looked.is_empty() {
+            "ratlip does not bundle a trained model yet.".to_string()
+        } else {
+            format!("ratlip does not bundle a trained model yet, and there is none at {}.", looked.join(" or "))
+        });
         ui.add_space(8.0);
         ui.label("To get one:");
         ui.monospace("ratlip import --checkpoint state_epoch_1480.pth --clip ViT-B-32/ -o ratlip.safetensors");
@@ -723,19 +725,19 @@ impl App {
 /// Display side of one image: fills the width with `cols` images, shown at least at their
 /// own size and at most 192 points.
 fn image_side(ui: &egui::Ui, cols: usize, size: usize) -> f32 {
-    let fit = (ui.available_width() - 4.0 * cols as f32) / cols.max(1) as f32;
+    let gap = ui.spacing().item_spacing.x.max(4.0);
+    let fit = (ui.available_width() - gap * cols as f32) / cols.max(1) as f32;
     fit.clamp(size.min(64) as f32, 192.0)
 }
 
 impl eframe::App for App {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        self.frames += 1;
         self.poll();
         let dropped: Vec<PathBuf> = ui.ctx().input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect());
         if let Some(p) = dropped.into_iter().next() {
             self.open(p);
         }
-        egui::Frame::central_panel(ui.style()).show(ui, |ui| {
+        egui::CentralPanel::default_margins().show(ui, |ui| {
             self.top(ui);
             ui.separator();
             if self.model.is_none() {

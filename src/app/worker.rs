@@ -82,7 +82,7 @@ impl Worker {
         std::thread::Builder::new()
             .name("ratlip-generate".into())
             .spawn(move || {
-                let mut state = State { gpu, model: None, tokenizer: None, to_texture: None };
+                let mut state = State { gpu, model: None, tokenizer: None, to_texture: None, embeddings: Default::default() };
                 for job in job_rx {
                     let reply = state.handle(job);
                     if reply_tx.send(reply).is_err() {
@@ -126,6 +126,8 @@ struct State {
     model: Option<Model>,
     tokenizer: Option<ClipTokenizer>,
     to_texture: Option<ToTexture>,
+    /// Sentence embeddings of the open model, by prompt.
+    embeddings: std::collections::HashMap<String, Vec<f32>>,
 }
 
 impl State {
@@ -137,6 +139,7 @@ impl State {
                     let summary =
                         ModelSummary { path, arch: c.arch.name().to_string(), image_size: c.image_size };
                     self.model = Some(m);
+                    self.embeddings.clear();
                     Reply::Opened(summary)
                 }
                 Err(e) => Reply::Failed { id: None, message: format!("could not open {}: {e}", path.display()) },
@@ -164,18 +167,29 @@ impl State {
         }
         let tok = self.tokenizer.as_ref().expect("just set");
         let ctx = c.clip.text.context_length;
+        // Playing an interpolation asks for the same prompts every frame: encode each once.
+        let mut new = Vec::new();
         let mut ids = Vec::new();
         let mut truncated = Vec::new();
         for p in prompts {
+            if self.embeddings.contains_key(p) || new.contains(p) {
+                continue;
+            }
             let enc = tok.encode(p, ctx)?;
             if enc.truncated {
                 truncated.push(p.clone());
             }
             ids.push(enc.ids);
+            new.push(p.clone());
         }
-        let tape = Tape::new(&self.gpu);
-        let emb = m.clip.encode_text(&tape, &ids)?.sent_emb.value().to_vec()?;
-        let emb: Vec<&[f32]> = emb.chunks(c.cond_dim).collect();
+        if !new.is_empty() {
+            let tape = Tape::new(&self.gpu);
+            let emb = m.clip.encode_text(&tape, &ids)?.sent_emb.value().to_vec()?;
+            for (p, e) in new.into_iter().zip(emb.chunks(c.cond_dim)) {
+                self.embeddings.insert(p, e.to_vec());
+            }
+        }
+        let emb: Vec<&[f32]> = prompts.iter().map(|p| self.embeddings[p].as_slice()).collect();
         let mut z = Vec::with_capacity(items.len() * c.z_dim);
         let mut sent = Vec::with_capacity(items.len() * c.cond_dim);
         for it in items {
