@@ -244,7 +244,10 @@ impl App {
             Some(rs) => {
                 let gpu = Gpu::from_device(rs.device.clone(), rs.queue.clone(), rs.adapter.get_info());
                 let ctx = cc.egui_ctx.clone();
-                app.worker = Some(Worker::spawn(gpu, move || ctx.request_repaint()));
+                match Worker::spawn(gpu, move || ctx.request_repaint()) {
+                    Ok(w) => app.worker = Some(w),
+                    Err(e) => app.errors.push(e),
+                }
             }
             None => app.errors.push(
                 "this window has no wgpu renderer, so nothing can be generated (ratlip's app needs eframe's wgpu backend)".into(),

@@ -76,7 +76,7 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn spawn(gpu: Gpu, wake: impl Fn() + Send + 'static) -> Worker {
+    pub fn spawn(gpu: Gpu, wake: impl Fn() + Send + 'static) -> std::result::Result<Worker, String> {
         let (jobs, job_rx) = channel::<Job>();
         let (reply_tx, replies) = channel();
         std::thread::Builder::new()
@@ -84,15 +84,29 @@ impl Worker {
             .spawn(move || {
                 let mut state = State { gpu, model: None, tokenizer: None, to_texture: None, embeddings: Default::default() };
                 for job in job_rx {
-                    let reply = state.handle(job);
+                    // A bug in one job must not take the app's generator down with it: report
+                    // it in the window and keep serving.
+                    let id = match &job {
+                        Job::Render { id, .. } => Some(*id),
+                        _ => None,
+                    };
+                    let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.handle(job)))
+                        .unwrap_or_else(|p| {
+                            let what = p
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| p.downcast_ref::<String>().cloned())
+                                .unwrap_or_else(|| "unknown panic".into());
+                            Reply::Failed { id, message: format!("internal error: {what}") }
+                        });
                     if reply_tx.send(reply).is_err() {
                         break;
                     }
                     wake();
                 }
             })
-            .expect("spawning a thread");
-        Worker { jobs, replies, in_flight: 0 }
+            .map_err(|e| format!("could not start the generation thread: {e}"))?;
+        Ok(Worker { jobs, replies, in_flight: 0 })
     }
 
     pub fn send(&mut self, job: Job) -> std::result::Result<(), String> {
