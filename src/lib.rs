@@ -8,6 +8,7 @@
 //! - [`autograd`]: the tape that replays backward kernels;
 //! - [`bench`]: kernel benchmarks at the model's shapes.
 
+pub mod app;
 pub mod autograd;
 pub mod bench;
 pub mod clip;

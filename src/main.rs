@@ -57,6 +57,12 @@ enum Command {
         #[arg(long)]
         epoch: Option<i64>,
     },
+    /// The desktop app: prompt → images, interpolation, comparison (opens a window).
+    App {
+        /// Model file to open (default: ./ratlip.safetensors or assets/default.safetensors).
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
     /// Generate images for a prompt.
     Generate {
         #[arg(long)]
@@ -231,6 +237,10 @@ fn train_spelling(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let gpu = || Gpu::new(&GpuOptions { adapter: cli.adapter.clone() });
     match cli.command {
+        Command::App { model } => {
+            let options = ratlip::app::AppOptions { model, adapter: cli.adapter.clone(), ..Default::default() };
+            ratlip::app::run(options).map_err(anyhow::Error::msg)?;
+        }
         Command::Info => {
             print!("{}", gpu()?.describe());
         }

@@ -1,0 +1,336 @@
+//! The real desktop app (`ratlip::app::App`) driven headless by egui_kittest on its wgpu
+//! renderer (lavapipe here): the generator, the compute pass that writes the texture and
+//! egui's drawing all share the harness's device, as in a window.
+//!
+//! Snapshots live in tests/snapshots/ (`UPDATE_SNAPSHOTS=1 cargo test --test app` rewrites
+//! them). The tiny model's images are those of an untrained G: the snapshots check layout
+//! and that pixels arrive, not beauty.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use egui::accesskit::Role;
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use ratlip::app::{App, AppOptions, Tab};
+use ratlip::model::{Arch, Model, ModelConfig};
+use ratlip::{Gpu, GpuOptions};
+
+/// A file dropped on the window, as the winit integration reports one.
+#[derive(Debug)]
+struct Dropped(PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+fn tiny_model(dir: &Path) -> PathBuf {
+    let gpu = Gpu::new(&GpuOptions::default()).unwrap();
+    let m = Model::init(&gpu, ModelConfig::tiny(Arch::Ratlip), None, 7, false).unwrap();
+    let path = dir.join("tiny.safetensors");
+    m.save(&path).unwrap();
+    path
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    // Relative to the package root (the tests' working directory) and fixed: the path is
+    // on screen, and snapshots must not change from run to run or checkout to checkout.
+    let d = PathBuf::from(format!("target/app-tests/{name}"));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn harness(options: AppOptions) -> Harness<'static, App> {
+    Harness::builder()
+        .with_size(egui::vec2(900.0, 700.0))
+        .wgpu_setup(ratlip::app::wgpu_setup(None))
+        .build_eframe(move |cc| App::new(cc, options))
+}
+
+fn options(model: Option<PathBuf>) -> AppOptions {
+    AppOptions { model, search: vec![], adapter: None }
+}
+
+/// Steps frames until the worker has answered everything (or fails after two minutes).
+fn settle(h: &mut Harness<'static, App>) -> u64 {
+    let start = Instant::now();
+    let mut frames = 0;
+    loop {
+        h.step();
+        frames += 1;
+        if !h.state().busy() && h.state().opening.is_none() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "the app stayed busy for two minutes");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    h.run_steps(2);
+    frames
+}
+
+/// Timings differ from run to run; the snapshots show a fixed one.
+fn snapshot(h: &mut Harness<'static, App>, name: &str) {
+    let app = h.state_mut();
+    let shown = [app.prompt.result.as_mut(), app.interp.strip.as_mut(), app.interp.frame.as_mut(), app.compare.result.as_mut().map(|x| &mut x.2)];
+    for s in shown.into_iter().flatten() {
+        s.ms_per_image = 100.0;
+    }
+    h.run_steps(2);
+    h.snapshot(name);
+}
+
+fn opened(model: &Path) -> Harness<'static, App> {
+    let mut h = harness(options(Some(model.to_path_buf())));
+    settle(&mut h);
+    assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
+    assert!(h.state().model.is_some());
+    h
+}
+
+#[test]
+fn prompt_enter_generates_images_and_saves_a_png() {
+    let dir = tempdir("prompt");
+    let model = tiny_model(&dir);
+    let mut h = opened(&model);
+    assert_eq!(h.state().model.as_ref().unwrap().image_size, 24);
+
+    h.get_by_label("Prompt:").focus();
+    h.get_by_label("Prompt:").type_text("a small red bird");
+    h.step();
+    h.key_press(egui::Key::Enter);
+    h.step();
+    assert!(h.state().busy(), "Enter should start a generation");
+    settle(&mut h);
+    let app = h.state();
+    assert!(app.errors.is_empty(), "{:?}", app.errors);
+    assert_eq!(app.prompt.text, "a small red bird");
+    let r = app.prompt.result.as_ref().expect("images after Enter");
+    assert_eq!((r.count, r.size), (4, 24));
+    assert!(r.ms_per_image > 0.0);
+    h.get_by_label_contains("ms per image");
+    snapshot(&mut h, "app_prompt");
+
+    // Save PNG: the file carries the prompt and seed like `ratlip generate` output.
+    let out = dir.join("saved.png");
+    h.state_mut().prompt.save_path = out.display().to_string();
+    h.get_by_label("Save PNG").click();
+    h.step();
+    settle(&mut h);
+    assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
+    let text = ratlip::images::png_text(&out).unwrap();
+    assert!(text.contains(&("prompt".to_string(), "a small red bird".to_string())), "{text:?}");
+    assert!(text.contains(&("seed".to_string(), "0".to_string())), "{text:?}");
+    let img = image::open(&out).unwrap();
+    assert_eq!((img.width(), img.height()), (2 * 24 + 3 * 2, 2 * 24 + 3 * 2), "2×2 grid with 2 px gaps");
+
+    // The screen shows the bytes the PNG holds: the compute pass that writes the texture
+    // converts as images::from_chw does, and egui draws it unchanged (nearest filtering, so
+    // the centre of each screen block is one texel).
+    let png = image::open(&out).unwrap().to_rgb8();
+    let screen = h.render().unwrap();
+    let rects: Vec<egui::Rect> = h.get_all_by_role(Role::Image).map(|n| n.rect()).collect();
+    assert_eq!(rects.len(), 4, "four images on screen");
+    let ppp = h.ctx.pixels_per_point();
+    let mut worst = 0i32;
+    for (k, r) in rects.iter().enumerate() {
+        let (gx, gy) = (2 + (k % 2) * 26, 2 + (k / 2) * 26);
+        for (x, y) in [(0, 0), (5, 17), (12, 12), (23, 23), (20, 3)] {
+            let sx = (r.min.x + (x as f32 + 0.5) * r.width() / 24.0) * ppp;
+            let sy = (r.min.y + (y as f32 + 0.5) * r.height() / 24.0) * ppp;
+            let on_screen = screen.get_pixel(sx as u32, sy as u32);
+            let in_png = png.get_pixel((gx + x) as u32, (gy + y) as u32);
+            for c in 0..3 {
+                worst = worst.max((on_screen[c] as i32 - in_png[c] as i32).abs());
+            }
+        }
+    }
+    println!("screen vs PNG: largest difference {worst} levels");
+    // Measured 0 on lavapipe; one level of slack for sRGB framebuffer rounding elsewhere.
+    assert!(worst <= 1, "screen and PNG differ by {worst} levels");
+    assert!(png.pixels().any(|p| p.0 != [255, 255, 255]), "the image is not blank white");
+
+    // Same seed, same prompt → the same images (locked seed); a new seed changes them.
+    let before = h.state().prompt.result.as_ref().unwrap().ms_per_image;
+    assert!(before > 0.0);
+    h.state_mut().prompt.new_seed_each_time = true;
+    h.get_by_label("Generate").click();
+    h.step();
+    settle(&mut h);
+    assert!(h.state().prompt.result.is_some());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn tabs_slider_and_play() {
+    let dir = tempdir("tabs");
+    let model = tiny_model(&dir);
+    let mut h = opened(&model);
+
+    h.get_by_label("Interpolate").click();
+    h.step();
+    assert_eq!(h.state().tab, Tab::Interpolate);
+    h.get_by_label("Make strip").click();
+    h.step();
+    settle(&mut h);
+    let strip = h.state().interp.strip.as_ref().expect("a strip");
+    assert_eq!(strip.count, 8);
+    assert!(h.state().interp.frame.is_some(), "the frame at the slider is drawn too");
+
+    // Moving the slider renders the frame at the new position.
+    h.get_by_role(Role::Slider).set_value_accesskit(0.5);
+    h.step();
+    settle(&mut h);
+    assert!((h.state().interp.t - 0.5).abs() < 1e-9, "t = {}", h.state().interp.t);
+    assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
+    snapshot(&mut h, "app_interpolate");
+
+    // Play: the slider moves on its own and frames keep being generated without blocking
+    // the UI. Count UI frames (each one rendered, as a window would) against images made.
+    h.get_by_label("Play").click();
+    h.step();
+    assert!(h.state().interp.playing);
+    let t0 = h.state().interp.t;
+    let start = Instant::now();
+    // First the UI's own passes (layout, polling, input: what runs on the UI thread), then
+    // passes each drawn to pixels by wgpu on the device G shares.
+    let (logic_fps, _, _) = play_for(&mut h, Duration::from_secs(2), false);
+    let mut frames = 0u32;
+    let mut images = 0u32;
+    let mut last_ms = 0.0;
+    let mut shown = h.state().interp.frame.as_ref().map(|f| f.ms_per_image);
+    while start.elapsed() < Duration::from_secs(3) {
+        h.step();
+        h.render().unwrap();
+        frames += 1;
+        let now = h.state().interp.frame.as_ref().map(|f| f.ms_per_image);
+        if now != shown {
+            images += 1;
+            shown = now;
+            last_ms = now.unwrap_or(0.0);
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "while playing: {logic_fps:.1} UI passes/s; {:.1} frames/s drawn by wgpu, {:.1} images/s, last {:.0} ms per image",
+        frames as f64 / secs,
+        images as f64 / secs,
+        last_ms
+    );
+    assert!(h.state().interp.t != t0, "play moves the slider");
+    assert!(images >= 1, "frames were generated while playing");
+    assert!(frames as f64 > images as f64, "the UI drew more frames than G made images (it never waits on G)");
+    h.get_by_label("Pause").click();
+    settle(&mut h);
+
+    // Two prompts instead of two seeds.
+    h.get_by_label("two prompts (one seed)").click();
+    h.step();
+    settle(&mut h);
+    assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
+
+    h.get_by_label("Compare").click();
+    h.step();
+    assert_eq!(h.state().tab, Tab::Compare);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Steps the app for `time` while playing: (UI passes per second, images made, passes).
+fn play_for(h: &mut Harness<'static, App>, time: Duration, render: bool) -> (f64, u32, u32) {
+    let start = Instant::now();
+    let (mut passes, mut images) = (0u32, 0u32);
+    let mut shown = h.state().interp.frame.as_ref().map(|f| f.ms_per_image);
+    while start.elapsed() < time {
+        h.step();
+        if render {
+            h.render().unwrap();
+        }
+        passes += 1;
+        let now = h.state().interp.frame.as_ref().map(|f| f.ms_per_image);
+        if now != shown {
+            images += 1;
+            shown = now;
+        }
+    }
+    (passes as f64 / start.elapsed().as_secs_f64(), images, passes)
+}
+
+#[test]
+fn compare_grid_is_labelled() {
+    let dir = tempdir("compare");
+    let model = tiny_model(&dir);
+    let mut h = opened(&model);
+    h.state_mut().tab = Tab::Compare;
+    h.step();
+    h.state_mut().compare.prompts = "a small bird\na red flower".into();
+    h.state_mut().compare.seeds = "3, 4, 5".into();
+    h.get_all_by_label("Compare").last().unwrap().click();
+    h.step();
+    settle(&mut h);
+    let (prompts, seeds, shown) = h.state().compare.result.as_ref().expect("a compare grid");
+    assert_eq!(prompts.len(), 2);
+    assert_eq!(seeds, &[3, 4, 5]);
+    assert_eq!(shown.count, 6);
+    h.get_by_label("seed 4");
+    h.get_by_label("a red flower");
+    snapshot(&mut h, "app_compare");
+
+    h.state_mut().compare.seeds = "3, x".into();
+    h.get_all_by_label("Compare").last().unwrap().click();
+    h.step();
+    assert!(h.state().errors.iter().any(|e| e.contains("seeds must be whole numbers")), "{:?}", h.state().errors);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_bad_model_file_shows_an_error_in_the_window() {
+    let dir = tempdir("bad");
+    let bad = dir.join("bad.safetensors");
+    std::fs::write(&bad, b"this is not a safetensors file").unwrap();
+    let mut h = harness(options(Some(bad.clone())));
+    settle(&mut h);
+    let app = h.state();
+    assert!(app.model.is_none());
+    assert_eq!(app.errors.len(), 1, "{:?}", app.errors);
+    assert!(app.errors[0].contains("could not open") && app.errors[0].contains("bad.safetensors"), "{}", app.errors[0]);
+    h.get_by_label_contains("could not open");
+    // Still usable: the no-model help stays on screen, and a missing file is another error.
+    h.get_by_label("No model is open");
+    snapshot(&mut h, "app_bad_model");
+    h.state_mut().path_field = dir.join("missing.safetensors").display().to_string();
+    h.get_by_label("Open").click();
+    h.step();
+    settle(&mut h);
+    assert_eq!(h.state().errors.len(), 2, "{:?}", h.state().errors);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn no_model_screen_explains_how_to_get_one_and_opens_a_dropped_file() {
+    let dir = tempdir("none");
+    // The default search list, pointed at places that do not exist.
+    let search = vec![dir.join("ratlip.safetensors"), dir.join("assets/default.safetensors")];
+    let mut h = harness(AppOptions { model: None, search, adapter: None });
+    h.run_steps(2);
+    assert!(h.state().model.is_none());
+    assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
+    h.get_by_label("No model is open");
+    h.get_by_label_contains(&format!("there is none at {}", dir.join("ratlip.safetensors").display()));
+    h.get_by_label_contains("ratlip import --checkpoint");
+    h.get_by_label("ratlip train --data DIR --out RUN");
+    snapshot(&mut h, "app_no_model");
+
+    let model = tiny_model(&dir);
+    h.event(egui::Event::WindowFocused(true));
+    h.input_mut().dropped_files.push(std::sync::Arc::new(Dropped(model.clone())));
+    h.step();
+    settle(&mut h);
+    assert_eq!(h.state().model.as_ref().map(|m| m.path.clone()), Some(model));
+    assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
+    std::fs::remove_dir_all(&dir).ok();
+}
