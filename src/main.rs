@@ -65,8 +65,9 @@ enum Command {
     },
     /// Generate images for a prompt.
     Generate {
+        /// Model file (default: ./ratlip.safetensors or assets/default.safetensors).
         #[arg(long)]
-        model: PathBuf,
+        model: Option<PathBuf>,
         #[arg(long)]
         prompt: String,
         /// Seed of the noise; image i uses its own stream of this seed.
@@ -87,6 +88,12 @@ enum Command {
         /// Also write the raw float images [K, 3, S, S] (+ noise, sent_emb) as safetensors.
         #[arg(long)]
         save_tensor: Option<PathBuf>,
+        /// Output size S (default: the model's; the image blocks are convolutional).
+        #[arg(long)]
+        size: Option<usize>,
+        /// One numbered PNG per image (OUT_000.png, ...) instead of a grid.
+        #[arg(long)]
+        separate: bool,
     },
     /// Images along a path between two seeds' noises (slerp) or two prompts (linear in CLIP's
     /// sentence embedding, at one noise): a strip and/or a looping animated PNG.
@@ -278,9 +285,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export { model, pytorch, epoch } => {
             commands::model::export(&gpu()?, &model, &pytorch, epoch)?;
         }
-        Command::Generate { model, prompt, seed, count, noise, batch, out, save_tensor } => {
+        Command::Generate { model, prompt, seed, count, noise, batch, out, save_tensor, size, separate } => {
+            let model = commands::model::resolve_model(model)?;
             let noise = commands::model::NoiseSpec { file: noise, seed, count };
-            let args = commands::model::GenerateArgs { model, prompt, noise, batch, out, save_tensor };
+            let args = commands::model::GenerateArgs { model, prompt, noise, batch, out, save_tensor, size, separate };
             commands::model::generate(&gpu()?, &args)?;
         }
         Command::Interpolate(args) => commands::explore::interpolate(&gpu()?, &args)?,

@@ -58,6 +58,19 @@ fn new_info_generate_and_export() {
     assert_eq!(a.shape, vec![3, 3, 24, 24]);
     assert_eq!(&a.data[..3 * 24 * 24], &b.data[..], "image 0 changed with count/batch");
 
+    // --size changes S (the image blocks are convolutional); --separate writes numbered files
+    // whose metadata says which sample of the seed each is.
+    let (code, out, err) = ratlip(&["generate", "--model", s(&m), "--prompt", "a red circle", "--seed", "9", "--count", "2", "--size", "32", "--separate", "-o", s(&d.join("sep.png"))]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("32×32"), "{out}");
+    for i in 0..2 {
+        let f = d.join(format!("sep_{i:03}.png"));
+        let img = image::open(&f).unwrap();
+        assert_eq!((img.width(), img.height()), (32, 32));
+        let text = ratlip::images::png_text(&f).unwrap();
+        assert!(text.iter().any(|(k, v)| k == "index" && v == &i.to_string()), "{text:?}");
+    }
+
     // --noise reproduces number for number: a --save-tensor file carries its "noise" back in.
     let (code, _, err) = ratlip(&["generate", "--model", s(&m), "--prompt", "a red circle", "--noise", s(&t1), "--save-tensor", s(&t2)]);
     assert_eq!(code, 0, "{err}");
@@ -79,6 +92,19 @@ fn new_info_generate_and_export() {
     let w = ratlip::weights::pth::load_pth(&pth).unwrap();
     assert!(w.contains("model.netG.mapping.CLIP_ViT.transformer.resblocks.0.attn.in_proj_weight"));
     assert!(w.contains("model.netG.mapping.rat.cell.weight_ih"));
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn no_model_says_how_to_get_one() {
+    let d = tmp("nomodel");
+    let o = Command::new(env!("CARGO_BIN_EXE_ratlip")).args(["generate", "--prompt", "a bird"]).current_dir(&d).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    for want in ["does not bundle a trained model", "ratlip import", "ratlip train", "ratlip model new"] {
+        assert!(err.contains(want), "missing {want:?} in\n{err}");
+    }
+    assert!(!d.join("ratlip.png").exists());
     std::fs::remove_dir_all(&d).ok();
 }
 

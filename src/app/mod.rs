@@ -20,7 +20,7 @@ use crate::Gpu;
 pub use worker::{Item, NoiseId};
 use worker::{Job, ModelSummary, Rendered, Reply, Worker};
 
-/// Where `ratlip app` looks for a model when none is given.
+/// Where `ratlip app` and `ratlip generate` look for a model when none is given.
 pub const DEFAULT_MODEL_PATHS: [&str; 2] = ["ratlip.safetensors", "assets/default.safetensors"];
 
 /// How the app starts.

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use ratlip::clip::tokenizer::ClipTokenizer;
+use ratlip::app::DEFAULT_MODEL_PATHS;
 use ratlip::images;
 use ratlip::model::{pytorch, Arch, Model, ModelConfig};
 use ratlip::rng::Rng;
@@ -233,6 +234,26 @@ pub fn software() -> (&'static str, String) {
     ("Software", format!("ratlip {}", env!("CARGO_PKG_VERSION")))
 }
 
+/// The model to use: the one given, else the first default that exists, else a plain
+/// explanation of how to get one (no trained model is bundled yet).
+pub fn resolve_model(given: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    if let Some(p) = DEFAULT_MODEL_PATHS.iter().map(PathBuf::from).find(|p| p.exists()) {
+        eprintln!("using {}", p.display());
+        return Ok(p);
+    }
+    bail!(
+        "no --model given, and ratlip does not bundle a trained model yet (looked for {}).\n\
+         To get one:\n\
+         - import the authors' checkpoint: ratlip import --checkpoint state_epoch_1480.pth --clip ViT-B-32/ -o ratlip.safetensors\n\
+         - or train one on captioned images: ratlip train --data DIR --out RUN (checkpoints in RUN/checkpoints/)\n\
+         - or make an untrained toy model to try the commands: ratlip model new --size tiny -o ratlip.safetensors",
+        DEFAULT_MODEL_PATHS.join(" or ")
+    )
+}
+
 pub struct GenerateArgs {
     pub model: PathBuf,
     pub prompt: String,
@@ -240,10 +261,17 @@ pub struct GenerateArgs {
     pub batch: usize,
     pub out: Option<PathBuf>,
     pub save_tensor: Option<PathBuf>,
+    /// Output size (default: the model's S).
+    pub size: Option<usize>,
+    /// One numbered PNG per image instead of a grid.
+    pub separate: bool,
 }
 
 pub fn generate(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
-    let m = open(gpu, &a.model)?;
+    let mut m = open(gpu, &a.model)?;
+    if let Some(s) = a.size {
+        m.set_output_size(s)?;
+    }
     let c = &m.config;
     let (z, k) = noise(&a.noise, c.z_dim)?;
     if k == 0 {
@@ -266,21 +294,38 @@ pub fn generate(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
     };
     if let Some(out) = out {
         let imgs = images::from_chw(&pixels, &[k, 3, s, s])?;
-        let cols = (k as f64).sqrt().ceil() as usize;
-        let img = if k == 1 { imgs[0].clone() } else { images::grid(&imgs, cols, 2)? };
         let seed = match &a.noise.file {
             Some(f) => format!("noise file {}", f.display()),
             None => a.noise.seed.to_string(),
         };
-        let text = [
-            ("prompt", a.prompt.clone()),
-            ("seed", seed),
-            ("model", a.model.display().to_string()),
-            ("arch", c.arch.name().to_string()),
-            software(),
-        ];
-        images::save_png(&out, &img, &text)?;
-        println!("wrote {} ({k} image{} of {s}×{s}, {ms:.0} ms per image)", out.display(), if k == 1 { "" } else { "s" });
+        let text = |index: Option<usize>| {
+            let mut t = vec![
+                ("prompt", a.prompt.clone()),
+                ("seed", seed.clone()),
+                ("model", a.model.display().to_string()),
+                ("arch", c.arch.name().to_string()),
+                software(),
+            ];
+            if let Some(i) = index {
+                // Image i of a seed is sample i of its stream: `--seed N --count i+1` remakes it.
+                t.push(("index", i.to_string()));
+            }
+            t
+        };
+        if a.separate && k > 1 {
+            let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("ratlip").to_string();
+            let dir = out.parent().map(Path::to_path_buf).unwrap_or_default();
+            let digits = (k - 1).to_string().len().max(3);
+            for (i, img) in imgs.iter().enumerate() {
+                images::save_png(&dir.join(format!("{stem}_{i:0digits$}.png")), img, &text(Some(i)))?;
+            }
+            println!("wrote {k} images {stem}_{:0digits$}.png … {stem}_{:0digits$}.png of {s}×{s} ({ms:.0} ms per image)", 0, k - 1);
+        } else {
+            let cols = (k as f64).sqrt().ceil() as usize;
+            let img = if k == 1 { imgs[0].clone() } else { images::grid(&imgs, cols, 2)? };
+            images::save_png(&out, &img, &text(None))?;
+            println!("wrote {} ({k} image{} of {s}×{s}, {ms:.0} ms per image)", out.display(), if k == 1 { "" } else { "s" });
+        }
     }
     Ok(())
 }

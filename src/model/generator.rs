@@ -102,6 +102,19 @@ impl Generator {
         Ok(Generator { config: cfg.clone(), fc_code, bridge, rat, conv_fuse, fc_prompt, conv, blocks, to_rgb })
     }
 
+    /// Makes the last image block resize to `size` instead of the config's S: the blocks are
+    /// convolutional, so any output size works (the released models were trained at 224).
+    pub fn set_output_size(&mut self, size: usize) -> Result<()> {
+        if size < 8 {
+            return Err(Error::Other(format!("output size {size} is too small (at least 8)")));
+        }
+        if let Some(last) = self.blocks.last_mut() {
+            last.size = size;
+        }
+        self.config.image_size = size;
+        Ok(())
+    }
+
     /// image [B, 3, S, S] = G(z [B, z_dim], sent_emb [B, cond_dim]); not clamped.
     pub fn forward(&self, cx: &Bind, clip: &Clip, z: &Var, sent_emb: &Var) -> Result<Var> {
         let cfg = &self.config;

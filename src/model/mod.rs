@@ -158,6 +158,13 @@ impl Model {
         save_safetensors(path, &self.state_dict()?, &meta)
     }
 
+    /// Generate at `size`×`size` instead of the trained S (the image blocks are convolutional).
+    pub fn set_output_size(&mut self, size: usize) -> Result<()> {
+        self.g.set_output_size(size)?;
+        self.config.image_size = size;
+        Ok(())
+    }
+
     /// G(z, s) on a tape (`cx` decides what is differentiated and the BatchNorm mode).
     pub fn generate_on(&self, cx: &Bind, z: &Var, sent_emb: &Var) -> Result<Var> {
         self.g.forward(cx, &self.clip, z, sent_emb)
