@@ -98,11 +98,13 @@ fn new_info_generate_and_export() {
 #[test]
 fn no_model_says_how_to_get_one() {
     let d = tmp("nomodel");
-    let o = Command::new(env!("CARGO_BIN_EXE_ratlip")).args(["generate", "--prompt", "a bird"]).current_dir(&d).output().unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    for want in ["does not bundle a trained model", "ratlip import", "ratlip train", "ratlip model new"] {
-        assert!(err.contains(want), "missing {want:?} in\n{err}");
+    for args in [&["generate", "--prompt", "a bird"][..], &["interpolate", "--prompt", "a bird", "--seeds", "1,2"], &["compare", "--prompt", "a", "--prompt", "b"]] {
+        let o = Command::new(env!("CARGO_BIN_EXE_ratlip")).args(args).current_dir(&d).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        for want in ["does not bundle a trained model", "ratlip import", "ratlip train", "ratlip model new"] {
+            assert!(err.contains(want), "{args:?}: missing {want:?} in\n{err}");
+        }
     }
     assert!(!d.join("ratlip.png").exists());
     std::fs::remove_dir_all(&d).ok();

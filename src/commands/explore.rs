@@ -11,7 +11,7 @@ use ratlip::weights::HostTensor;
 use ratlip::Gpu;
 
 use super::font;
-use super::model::{embed_prompts, open, render, save_raw, software};
+use super::model::{embed_prompts, open, render, resolve_model, save_raw, software};
 
 /// Spherical interpolation from `a` (t = 0) to `b` (t = 1). Gaussian noise of high dimension
 /// lies near a sphere; a straight line between two samples cuts through its inside, where G
@@ -43,8 +43,9 @@ fn seed_noise(seed: u64, z_dim: usize) -> Vec<f32> {
 
 #[derive(clap::Args)]
 pub struct InterpolateArgs {
+    /// Model file (default: ./ratlip.safetensors or assets/default.safetensors).
     #[arg(long)]
-    model: PathBuf,
+    model: Option<PathBuf>,
     /// One prompt (with --seeds A,B), or two prompts (with --seed) to interpolate their CLIP
     /// sentence embeddings linearly at fixed noise.
     #[arg(long = "prompt", value_name = "PROMPT")]
@@ -104,7 +105,8 @@ impl InterpolateArgs {
 
 pub fn interpolate(gpu: &Gpu, a: &InterpolateArgs) -> Result<()> {
     let path = a.check()?;
-    let m = open(gpu, &a.model)?;
+    let model = resolve_model(a.model.clone())?;
+    let m = open(gpu, &model)?;
     let c = &m.config;
     let n = a.steps;
     let ts: Vec<f64> = (0..n).map(|i| i as f64 / (n - 1) as f64).collect();
@@ -133,7 +135,7 @@ pub fn interpolate(gpu: &Gpu, a: &InterpolateArgs) -> Result<()> {
         (if a.prompts.len() == 1 { "seeds" } else { "seed" }, seeds),
         ("steps", n.to_string()),
         ("interpolation", how.to_string()),
-        ("model", a.model.display().to_string()),
+        ("model", model.display().to_string()),
         ("arch", c.arch.name().to_string()),
     ]);
     if let Some(p) = &a.save_tensor {
@@ -161,8 +163,9 @@ pub fn interpolate(gpu: &Gpu, a: &InterpolateArgs) -> Result<()> {
 
 #[derive(clap::Args)]
 pub struct CompareArgs {
+    /// Model file (default: ./ratlip.safetensors or assets/default.safetensors).
     #[arg(long)]
-    model: PathBuf,
+    model: Option<PathBuf>,
     /// A row of the grid; repeat for each prompt to compare.
     #[arg(long = "prompt", value_name = "PROMPT")]
     prompts: Vec<String>,
@@ -189,7 +192,8 @@ pub fn compare(gpu: &Gpu, a: &CompareArgs) -> Result<()> {
     if a.seeds.is_empty() {
         bail!("give at least one seed: --seeds 1,2,3,4 (one column each)");
     }
-    let m = open(gpu, &a.model)?;
+    let model = resolve_model(a.model.clone())?;
+    let m = open(gpu, &model)?;
     let c = &m.config;
     let (rows, cols) = (a.prompts.len(), a.seeds.len());
     let noises: Vec<Vec<f32>> = a.seeds.iter().map(|&s| seed_noise(s, c.z_dim)).collect();
@@ -206,7 +210,7 @@ pub fn compare(gpu: &Gpu, a: &CompareArgs) -> Result<()> {
         ("prompt", a.prompts.join("\n")),
         ("seeds", seeds),
         ("layout", format!("{rows} rows (prompts) × {cols} columns (seeds)")),
-        ("model", a.model.display().to_string()),
+        ("model", model.display().to_string()),
         ("arch", c.arch.name().to_string()),
     ];
     if let Some(p) = &a.save_tensor {
