@@ -16,6 +16,7 @@ pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod images;
+pub mod latent;
 pub mod model;
 pub mod ops;
 pub mod rng;

@@ -10,7 +10,7 @@ use crate::clip::tokenizer::ClipTokenizer;
 use crate::error::{Error, Result};
 use crate::images;
 use crate::model::Model;
-use crate::rng::Rng;
+use crate::latent::{lerp, seed_noise, slerp};
 use crate::{Gpu, Tape, Tensor};
 
 use super::texture::{Atlas, ToTexture};
@@ -212,11 +212,11 @@ impl State {
                 return Err(Error::Other("an image refers to a prompt that was not given".into()));
             };
             sent.extend(lerp(pa, pb, it.tp));
-            let na = Rng::stream(it.noise_a.seed, it.noise_a.stream).normals(c.z_dim);
+            let na = seed_noise(it.noise_a.seed, it.noise_a.stream, c.z_dim);
             if it.noise_a == it.noise_b {
                 z.extend(na);
             } else {
-                let nb = Rng::stream(it.noise_b.seed, it.noise_b.stream).normals(c.z_dim);
+                let nb = seed_noise(it.noise_b.seed, it.noise_b.stream, c.z_dim);
                 z.extend(slerp(&na, &nb, it.tz));
             }
         }
@@ -242,25 +242,4 @@ fn save(images: &Tensor, cols: usize, path: &std::path::Path, text: &[(String, S
     let img = if imgs.len() == 1 { imgs[0].clone() } else { images::grid(&imgs, cols.max(1), 2)? };
     let text: Vec<(&str, String)> = text.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     images::save_png(path, &img, &text)
-}
-
-/// Spherical interpolation between two noises (the same path as `ratlip interpolate
-/// --seeds`): Gaussian noise of high dimension lies near a sphere, and a straight line cuts
-/// through its inside, where G saw no training noise. Nearly parallel vectors fall back to
-/// a straight line, where the great circle is ill-defined.
-pub fn slerp(a: &[f32], b: &[f32], t: f64) -> Vec<f32> {
-    let dot: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum();
-    let na = a.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb = b.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
-    let cos = if na > 0.0 && nb > 0.0 { (dot / (na * nb)).clamp(-1.0, 1.0) } else { 1.0 };
-    if cos.abs() > 0.9995 {
-        return lerp(a, b, t);
-    }
-    let omega = cos.acos();
-    let (wa, wb) = (((1.0 - t) * omega).sin() / omega.sin(), (t * omega).sin() / omega.sin());
-    a.iter().zip(b).map(|(&x, &y)| (wa * x as f64 + wb * y as f64) as f32).collect()
-}
-
-pub fn lerp(a: &[f32], b: &[f32], t: f64) -> Vec<f32> {
-    a.iter().zip(b).map(|(&x, &y)| ((1.0 - t) * x as f64 + t * y as f64) as f32).collect()
 }

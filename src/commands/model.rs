@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use ratlip::clip::tokenizer::ClipTokenizer;
 use ratlip::app::DEFAULT_MODEL_PATHS;
 use ratlip::images;
+use ratlip::latent::seed_noise;
 use ratlip::model::{pytorch, Arch, Model, ModelConfig};
 use ratlip::rng::Rng;
 use ratlip::weights::{save_safetensors, HostTensor, WeightFile};
@@ -163,7 +164,7 @@ pub fn noise(spec: &NoiseSpec, z_dim: usize) -> Result<(Vec<f32>, usize)> {
             }
         }
         None => {
-            let data = (0..spec.count).flat_map(|i| Rng::stream(spec.seed, i as u64).normals(z_dim)).collect();
+            let data = (0..spec.count).flat_map(|i| seed_noise(spec.seed, i as u64, z_dim)).collect();
             Ok((data, spec.count))
         }
     }
