@@ -19,6 +19,10 @@ use ratlip::model::{Bind, Model, NET_C, NET_D, NET_G};
 use ratlip::weights::WeightFile;
 use ratlip::{Gpu, GpuOptions, Tape, Tensor};
 
+#[path = "support/reference.rs"]
+mod reference;
+use reference::{rel, Ref};
+
 fn dir() -> PathBuf {
     match std::env::var_os("RATLIP_MODEL_FIXTURE") {
         Some(d) => PathBuf::from(d),
@@ -33,32 +37,10 @@ fn gpu() -> Gpu {
     Gpu::new(&GpuOptions::default()).expect("model tests need a GPU adapter (lavapipe is enough)")
 }
 
-struct Ref(WeightFile);
-
-impl Ref {
-    fn load(arch: &str) -> Ref {
-        Ref(WeightFile::load(&dir().join(format!("{arch}_reference.safetensors"))).unwrap())
-    }
-    fn host(&mut self, name: &str) -> (Vec<usize>, Vec<f32>) {
-        let t = self.0.take_any(name).unwrap_or_else(|| panic!("reference has no {name}"));
-        (t.shape, t.data)
-    }
-    fn tensor(&mut self, g: &Gpu, name: &str) -> Tensor {
-        let (s, d) = self.host(name);
-        Tensor::from_slice(g, &s, &d).unwrap()
-    }
-    /// Every reference tensor under `prefix`, by the rest of its name.
-    fn under(&mut self, prefix: &str) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
-        let names: Vec<String> = self.0.names().filter(|n| n.starts_with(prefix)).map(str::to_string).collect();
-        names.into_iter().map(|n| (n[prefix.len()..].to_string(), self.host(&n))).collect()
-    }
+fn load_ref(arch: &str) -> Ref {
+    Ref::open(&dir().join(format!("{arch}_reference.safetensors")))
 }
 
-fn rel(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len());
-    let scale = want.iter().fold(0f64, |m, &w| m.max(w.abs() as f64)).max(1e-30);
-    got.iter().zip(want).fold(0f64, |m, (&g, &w)| m.max((g as f64 - w as f64).abs())) / scale
-}
 
 /// `RATLIP_PARITY_REPORT=1` prints every error instead of stopping at the first one over
 /// tolerance (for the full-size run, whose figures go in the notes).
@@ -125,7 +107,7 @@ fn load_model(g: &Gpu, arch: &str) -> Model {
 
 /// S is not in a checkpoint (the released code fixes it); the reference's config says it.
 fn image_size(arch: &str) -> usize {
-    let r = Ref::load(arch);
+    let r = load_ref(arch);
     ratlip::model::ModelConfig::from_json(&r.0.metadata["ratlip_config"]).unwrap().image_size
 }
 
@@ -133,7 +115,7 @@ fn generator_matches_pytorch(arch: &str) {
     let g = gpu();
     let model = load_model(&g, arch);
     assert_eq!(model.config.arch.name(), arch);
-    let mut r = Ref::load(arch);
+    let mut r = load_ref(arch);
     let noise = r.tensor(&g, "noise");
     let sent = r.tensor(&g, "sent_emb");
 
@@ -203,7 +185,7 @@ fn generator_matches_pytorch(arch: &str) {
 fn discriminator_matches_pytorch(arch: &str) {
     let g = gpu();
     let model = load_model(&g, arch);
-    let mut r = Ref::load(arch);
+    let mut r = load_ref(arch);
     let tape = Tape::new(&g);
     let cx = Bind::new(&tape, &model.params, &[NET_D, NET_C], true);
     let image = tape.var(r.tensor(&g, "d_image"));
@@ -323,7 +305,7 @@ fn import_export_round_trip(arch: &str) {
     let m = imp.model;
     assert_eq!(m.config.arch.name(), arch);
     assert!(m.d.is_some());
-    let mut r = Ref::load(arch);
+    let mut r = load_ref(arch);
     let (noise, sent) = (r.tensor(&g, "noise"), r.tensor(&g, "sent_emb"));
     let (_, want) = r.host("g_eval_image");
     check(&format!("{arch} imported G eval image"), &m.generate(&noise, &sent).unwrap(), &want, TOL_OUT);

@@ -25,8 +25,11 @@ use std::time::Instant;
 use ratlip::model::{Model, NET_C, NET_D, NET_G};
 use ratlip::train::adam::{Adam, BETAS, EPS, LR_D, LR_G};
 use ratlip::train::{self, Batch};
-use ratlip::weights::WeightFile;
 use ratlip::{Gpu, GpuOptions, Tensor};
+
+#[path = "support/reference.rs"]
+mod reference;
+use reference::{rel, Ref};
 
 const TOL_LOSS: f64 = 1e-4;
 const TOL_GRAD: f64 = 2e-4;
@@ -40,34 +43,10 @@ fn gpu() -> Gpu {
     Gpu::new(&GpuOptions::default()).expect("train tests need a GPU adapter (lavapipe is enough)")
 }
 
-struct Ref(WeightFile);
-
-impl Ref {
-    fn load(arch: &str) -> Ref {
-        Ref(WeightFile::load(&dir().join(format!("{arch}_step.safetensors"))).unwrap())
-    }
-    fn host(&mut self, name: &str) -> (Vec<usize>, Vec<f32>) {
-        let t = self.0.take_any(name).unwrap_or_else(|| panic!("reference has no {name}"));
-        (t.shape, t.data)
-    }
-    fn tensor(&mut self, g: &Gpu, name: &str) -> Tensor {
-        let (s, d) = self.host(name);
-        Tensor::from_slice(g, &s, &d).unwrap()
-    }
-    fn scalar(&mut self, name: &str) -> f32 {
-        self.host(name).1[0]
-    }
-    fn under(&mut self, prefix: &str) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
-        let names: Vec<String> = self.0.names().filter(|n| n.starts_with(prefix)).map(str::to_string).collect();
-        names.into_iter().map(|n| (n[prefix.len()..].to_string(), self.host(&n))).collect()
-    }
+fn load_ref(arch: &str) -> Ref {
+    Ref::open(&dir().join(format!("{arch}_step.safetensors")))
 }
 
-fn rel(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len());
-    let scale = want.iter().fold(0f64, |m, &w| m.max(w.abs() as f64)).max(1e-30);
-    got.iter().zip(want).fold(0f64, |m, (&g, &w)| m.max((g as f64 - w as f64).abs())) / scale
-}
 
 fn check_loss(what: &str, got: f32, want: f32) -> f64 {
     let e = (got as f64 - want as f64).abs() / (want.abs() as f64).max(1e-30);
@@ -139,7 +118,7 @@ fn without_vanishing(ours: &BTreeMap<String, Tensor>, reference: &BTreeMap<Strin
 fn load(g: &Gpu, arch: &str) -> (Model, Ref, Batch) {
     let model = Model::load(g, &dir().join(format!("{arch}.safetensors"))).unwrap();
     assert_eq!(model.config.arch.name(), arch);
-    let mut r = Ref::load(arch);
+    let mut r = load_ref(arch);
     let batch = Batch { images: r.tensor(g, "images"), sent_emb: r.tensor(g, "sent_emb"), noise: r.tensor(g, "noise") };
     (model, r, batch)
 }

@@ -325,6 +325,25 @@ pub struct Metrics {
     pub magp_step: f32,
 }
 
+impl Metrics {
+    /// A step's figures from its two halves and their gradient norms.
+    pub fn new(d: &DStep, g: &GStep, grad_norm_d: f32, grad_norm_g: f32) -> Metrics {
+        Metrics {
+            loss_real: d.loss_real,
+            loss_mis: d.loss_mis,
+            loss_fake: d.loss_fake,
+            magp: d.magp,
+            loss_d: d.loss_d,
+            loss_g: g.loss_g,
+            loss_g_adv: g.loss_adv,
+            cos: g.cos,
+            grad_norm_d,
+            grad_norm_g,
+            magp_step: d.magp_step,
+        }
+    }
+}
+
 /// √Σ g² over every tensor (one small read-back per tensor).
 pub fn grad_norm(grads: &BTreeMap<String, Tensor>) -> Result<f32> {
     let mut total = 0f64;
@@ -339,17 +358,5 @@ pub fn train_step(model: &mut Model, opt_d: &mut Adam, opt_g: &mut Adam, batch: 
     let fake = generate_fake(model, batch)?;
     let d = d_step(model, opt_d, batch, &fake, LR_D)?;
     let g = g_step(model, opt_g, batch, fake, LR_G)?;
-    Ok(Metrics {
-        loss_real: d.loss_real,
-        loss_mis: d.loss_mis,
-        loss_fake: d.loss_fake,
-        magp: d.magp,
-        loss_d: d.loss_d,
-        loss_g: g.loss_g,
-        loss_g_adv: g.loss_adv,
-        cos: g.cos,
-        grad_norm_d: grad_norm(&d.grads)?,
-        grad_norm_g: grad_norm(&g.grads)?,
-        magp_step: d.magp_step,
-    })
+    Ok(Metrics::new(&d, &g, grad_norm(&d.grads)?, grad_norm(&g.grads)?))
 }

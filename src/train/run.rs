@@ -318,19 +318,7 @@ impl Run {
         let grad_norm_g = check_grads(step, "L_G", &g.grads, &good)?;
         self.opt_g.step(&mut self.model.params, &g.grads, self.config.lr_g)?;
         self.step = step;
-        let metrics = Metrics {
-            loss_real: d.loss_real,
-            loss_mis: d.loss_mis,
-            loss_fake: d.loss_fake,
-            magp: d.magp,
-            loss_d: d.loss_d,
-            loss_g: g.loss_g,
-            loss_g_adv: g.loss_adv,
-            cos: g.cos,
-            grad_norm_d,
-            grad_norm_g,
-            magp_step: d.magp_step,
-        };
+        let metrics = Metrics::new(&d, &g, grad_norm_d, grad_norm_g);
         let step_s = t0.elapsed().as_secs_f64();
         let report = StepReport {
             step,
