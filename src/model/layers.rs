@@ -323,11 +323,4 @@ impl ConvUnit {
             }
         }
     }
-
-    pub fn batch_norm(&self) -> Option<&BatchNorm> {
-        match self {
-            ConvUnit::Plain(_) => None,
-            ConvUnit::Sa { bn, .. } => Some(bn),
-        }
-    }
 }

@@ -76,14 +76,14 @@ pub const CLIP_PREFIX: &str = "clip.";
 
 impl Model {
     /// G (and NetD/NetC when `with_d`) from `source`, around an already built CLIP.
-    pub fn build(gpu: &Gpu, config: ModelConfig, clip: Clip, mut source: Source, with_d: bool, provenance: Provenance) -> Result<Model> {
+    pub fn build(gpu: &Gpu, config: ModelConfig, clip: Clip, source: Source, with_d: bool, provenance: Provenance) -> Result<Model> {
         config.validate()?;
         if clip.config != config.clip {
             return Err(Error::Other("the CLIP weights do not match the model config's CLIP sizes".into()));
         }
         let mut params = Params::new(gpu);
         let (g, d) = {
-            let mut b = Builder::new(&mut params, std::mem::replace(&mut source, Source::Init(Rng::new(0))));
+            let mut b = Builder::new(&mut params, source);
             b.set_prefix(NET_G);
             let g = Generator::new(&mut b, &config)?;
             let d = if with_d {
