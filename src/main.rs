@@ -191,6 +191,23 @@ enum BenchWhat {
         #[arg(long, default_value_t = 2)]
         reps: usize,
     },
+    /// One training step (G, D step with MA-GP, G step, both Adam updates) on random data:
+    /// ms per step, its parts, images/s (compare: tools/reference/train_bench.py).
+    Train {
+        /// galip, ratlip or ratlip-release.
+        #[arg(long, default_value = "ratlip")]
+        arch: String,
+        /// tiny or released.
+        #[arg(long, default_value = "tiny")]
+        size: String,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Untimed steps first (pipelines compiled, pool filled, Adam state created).
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+    },
     /// CLIP prompts/s and images/s (compare: tools/reference/clip_bench.py).
     Clip {
         /// CLIP weights: a folder (config.json + model.safetensors) or a .safetensors file.
@@ -296,6 +313,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench { what: BenchWhat::Generator { model, arch, batch, reps } } => {
             let g = gpu()?;
             commands::model::bench(&g, model.as_deref(), &arch, &batch, reps)?;
+        }
+        Command::Bench { what: BenchWhat::Train { arch, size, batch, warmup, reps } } => {
+            let g = gpu()?;
+            commands::train::bench(&g, &arch, &size, batch, warmup, reps)?;
         }
         Command::Bench { what: BenchWhat::Kernels { peak_gflops, reps } } => {
             let g = gpu()?;

@@ -134,7 +134,7 @@ fn step_matches_pytorch(arch: &str) {
         r.0.names().filter_map(|n| n.strip_prefix("after.")).map(|n| (n.to_string(), model.params.get(n).unwrap().to_vec().unwrap())).collect();
 
     let t0 = Instant::now();
-    let fake = train::generate_fake(&model, &batch).unwrap();
+    let fake = train::generate_fake(&mut model, &batch).unwrap();
     let d = train::d_step(&mut model, &mut opt_d, &batch, &fake, LR_D).unwrap();
     let gs = train::g_step(&mut model, &mut opt_g, &batch, fake, LR_G).unwrap();
     println!("{arch}: one step (B = 2) took {:.2} s", t0.elapsed().as_secs_f64());
@@ -213,6 +213,10 @@ fn train_step_reports_metrics_and_rejects_bad_batches() {
     let (mut model, mut r, batch) = load(&g, "ratlip");
     let mut opt_d = Adam::new(&[NET_D, NET_C], BETAS, EPS);
     let mut opt_g = Adam::new(&[NET_G], BETAS, EPS);
+    let counts = |model: &ratlip::model::Model| -> Vec<(String, f32)> {
+        model.params.names().filter(|n| n.ends_with("num_batches_tracked")).map(|n| (n.to_string(), model.params.get(n).unwrap().to_vec().unwrap()[0])).collect()
+    };
+    let counted_before = counts(&model);
     let m = train::train_step(&mut model, &mut opt_d, &mut opt_g, &batch).unwrap();
     println!("{m:?}");
     // A second step (kernels compiled by now; Adam's step 2 bias correction) is the timing.
@@ -221,6 +225,12 @@ fn train_step_reports_metrics_and_rejects_bad_batches() {
     println!("ratlip: second train_step (B = 2) took {:.2} s: {m2:?}", t0.elapsed().as_secs_f64());
     assert!(m2.loss_d.is_finite() && m2.loss_g.is_finite());
     assert_eq!(opt_g.state("netG.fc_code.weight").unwrap().step, 2);
+    // Two training-mode passes of G: every BatchNorm counted both, as torch's would.
+    let counted = counts(&model);
+    assert!(!counted.is_empty(), "ratlip's G has BatchNorms");
+    for ((name, before), (_, after)) in counted_before.iter().zip(&counted) {
+        assert_eq!(after - before, 2.0, "{name} after two steps: {before} → {after}");
+    }
     check_loss("L_D", m.loss_d, r.scalar("loss.d"));
     check_loss("L_G", m.loss_g, r.scalar("loss.g"));
     assert!(m.grad_norm_d.is_finite() && m.grad_norm_d > 0.0 && m.grad_norm_g.is_finite() && m.grad_norm_g > 0.0);
@@ -265,7 +275,7 @@ fn magp_central_difference_step_sweep() {
 #[test]
 fn mismatched_captions_pair_image_i_with_caption_i_plus_1() {
     let g = gpu();
-    let (model, _, two) = load(&g, "galip");
+    let (mut model, _, two) = load(&g, "galip");
     let si = two.images.shape().to_vec();
     let (images, sent, noise) = (two.images.to_vec().unwrap(), two.sent_emb.to_vec().unwrap(), two.noise.to_vec().unwrap());
     let row = |v: &[f32], n: usize, i: usize| v[i * n..(i + 1) * n].to_vec();
@@ -280,7 +290,7 @@ fn mismatched_captions_pair_image_i_with_caption_i_plus_1() {
         Tensor::from_slice(&g, &s, d).unwrap()
     };
     let batch = Batch { images: b3(&si, &img3), sent_emb: b3(&[2, ns], &sent3), noise: b3(&[2, nz], &noise3) };
-    let fake = train::generate_fake(&model, &batch).unwrap();
+    let fake = train::generate_fake(&mut model, &batch).unwrap();
     let d = train::d_losses(&model, &batch, &fake).unwrap();
 
     let tape = ratlip::Tape::new(&g);

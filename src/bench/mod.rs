@@ -13,6 +13,7 @@ pub mod clip;
 pub mod conv;
 pub mod generator;
 pub mod matmul;
+pub mod train;
 
 pub struct Row {
     pub name: String,

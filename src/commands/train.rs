@@ -88,12 +88,35 @@ fn model_config(a: &TrainArgs) -> Result<ModelConfig> {
         let obj = v.get("config").cloned().unwrap_or(v);
         return Ok(ModelConfig::from_json(&obj.to_string()).with_context(|| format!("{}: not a model config", p.display()))?);
     }
-    let arch = Arch::parse(&a.arch)?;
-    Ok(match a.size.as_str() {
+    preset(&a.arch, &a.size)
+}
+
+fn preset(arch: &str, size: &str) -> Result<ModelConfig> {
+    let arch = Arch::parse(arch)?;
+    Ok(match size {
         "tiny" => ModelConfig::tiny(arch),
         "released" => ModelConfig::released(arch),
         other => bail!("unknown size {other:?}: expected tiny or released"),
     })
+}
+
+/// `ratlip bench train`: one whole step at a preset, its parts, and what it asks of the device.
+pub fn bench(gpu: &Gpu, arch: &str, size: &str, batch: usize, warmup: usize, reps: usize) -> Result<()> {
+    let config = preset(arch, size)?;
+    println!("adapter: {}", gpu.adapter_info().name);
+    println!("train step: {arch} {size} ({}×{} px), batch {batch}, {warmup} warm-up + {reps} timed steps", config.image_size, config.image_size);
+    let t = ratlip::bench::train::step_timing(gpu, config, batch, warmup, reps)?;
+    println!(
+        "{:.1} ms per step ({:.2} images/s): G + CLIP on the fake {:.1} ms, D step {:.1} ms, G step {:.1} ms; {:.0} dispatches, {:.0} submissions per step",
+        t.ms_step,
+        t.images_per_s(),
+        t.ms_fake,
+        t.ms_d,
+        t.ms_g,
+        t.dispatches_per_step,
+        t.submits_per_step
+    );
+    Ok(())
 }
 
 fn fmt_time(s: f64) -> String {

@@ -70,6 +70,22 @@ impl Params {
         Ok(())
     }
 
+    /// One more training-mode pass for every BatchNorm under `prefix`: PyTorch counts them
+    /// in `num_batches_tracked` (used only with momentum=None, but a checkpoint should say
+    /// what torch's would). Added on the GPU: no read-back.
+    pub fn count_batch_norm_pass(&mut self, prefix: &str) -> Result<()> {
+        let names: Vec<String> = self.names().filter(|n| n.starts_with(prefix) && n.ends_with(".num_batches_tracked")).map(String::from).collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        let one = Tensor::from_slice(&self.gpu, &[], &[1.0])?;
+        for name in names {
+            let next = crate::ops::elementwise::add(self.get(&name)?, &one)?;
+            self.set(&name, next)?;
+        }
+        Ok(())
+    }
+
     /// Every tensor to host memory, for saving.
     pub fn to_host(&self, prefix: &str) -> Result<BTreeMap<String, HostTensor>> {
         self.tensors

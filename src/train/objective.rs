@@ -21,7 +21,7 @@ use crate::model::params::ParamVars;
 use crate::model::{Bind, Model, NET_C, NET_D, NET_G};
 use crate::ops::elementwise::{self, Activation};
 use crate::ops::reduce::{self, BinaryOp};
-use crate::ops::shape::roll0;
+use crate::ops::shape::{self, roll0};
 use crate::tensor::Tensor;
 use crate::train::adam::{Adam, LR_D, LR_G};
 
@@ -71,7 +71,7 @@ pub struct Fake {
 }
 
 /// G(z, s) in training mode, then the discriminator's CLIP view of it, on one tape.
-pub fn generate_fake(model: &Model, batch: &Batch) -> Result<Fake> {
+pub fn generate_fake(model: &mut Model, batch: &Batch) -> Result<Fake> {
     batch.check(model)?;
     let tape = Tape::new(model.params.gpu());
     let cx = Bind::new(&tape, &model.params, &[NET_G], true);
@@ -82,6 +82,8 @@ pub fn generate_fake(model: &Model, batch: &Batch) -> Result<Fake> {
     let images = model.generate_on(&cx, &z, &s)?;
     let g_vars = cx.finish();
     let (features, embedding) = model.clip_features(&tape, &images)?;
+    // G ran in training mode: BatchNorm counts the pass, as torch does.
+    model.params.count_batch_norm_pass(NET_G)?;
     Ok(Fake { tape, g_vars, features, embedding, images })
 }
 
@@ -346,11 +348,14 @@ impl Metrics {
 
 /// √Σ g² over every tensor (one small read-back per tensor).
 pub fn grad_norm(grads: &BTreeMap<String, Tensor>) -> Result<f32> {
-    let mut total = 0f64;
-    for g in grads.values() {
-        total += scalar(&sum_sq(&g.reshape(&[g.numel()])?, 0)?)? as f64;
+    // Each tensor's Σg² stays on the GPU; the sums are gathered and read back once (one
+    // read-back per tensor was hundreds of GPU round trips per step, much of a tiny step).
+    let sums: Vec<Tensor> = grads.values().map(|g| sum_sq(&g.reshape(&[1, g.numel()])?, 1)).collect::<Result<_>>()?;
+    if sums.is_empty() {
+        return Ok(0.0);
     }
-    Ok(total.sqrt() as f32)
+    let all = shape::concat(&sums.iter().collect::<Vec<_>>(), 0)?;
+    Ok(all.to_vec()?.iter().map(|&x| x as f64).sum::<f64>().sqrt() as f32)
 }
 
 /// One whole step, as the released loop: fake once, D step, then G step on the same fake.

@@ -30,12 +30,11 @@ use serde::{Deserialize, Serialize};
 
 use super::adam::{Adam, BETAS, EPS, LR_D, LR_G};
 use super::data::{Dataset, Loader, Position, TextCache};
-use super::objective::{d_losses, g_losses, generate_fake, Batch, Metrics};
+use super::objective::{d_losses, g_losses, generate_fake, grad_norm, Batch, Metrics};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::images;
 use crate::model::{Model, ModelConfig, Provenance, NET_C, NET_D, NET_G};
-use crate::ops::{elementwise, reduce};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 use crate::weights::{save_safetensors, write_atomic, WeightFile};
@@ -308,7 +307,7 @@ impl Run {
         };
         let step = self.step + 1;
         let good = self.last_checkpoint.as_ref().map_or("none yet".to_string(), |(_, p)| p.display().to_string());
-        let fake = generate_fake(&self.model, &batch)?;
+        let fake = generate_fake(&mut self.model, &batch)?;
         let d = d_losses(&self.model, &batch, &fake)?;
         check_losses(step, &[("loss_real", d.loss_real), ("loss_mis", d.loss_mis), ("loss_fake", d.loss_fake), ("magp", d.magp), ("loss_d", d.loss_d)], &good)?;
         let grad_norm_d = check_grads(step, "L_D", &d.grads, &good)?;
@@ -454,25 +453,6 @@ fn check_losses(step: u64, terms: &[(&str, f32)], good: &str) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// √Σ g² over every tensor, summed on the GPU with one read-back (objective::grad_norm reads
-/// one scalar per tensor: hundreds of GPU round trips per step, a large part of a tiny step).
-fn grad_norm(grads: &BTreeMap<String, Tensor>) -> Result<f32> {
-    let mut total: Option<Tensor> = None;
-    for g in grads.values() {
-        let flat = g.reshape(&[g.numel()])?;
-        let sq = reduce::sum(&elementwise::mul(&flat, &flat)?, &[0], false)?;
-        total = Some(match total {
-            None => sq,
-            Some(t) => elementwise::add(&t, &sq)?,
-        });
-    }
-    let sum = match total {
-        Some(t) => t.to_vec()?.first().copied().unwrap_or(0.0),
-        None => 0.0,
-    };
-    Ok(sum.sqrt())
 }
 
 /// The gradients' global norm; when it is not finite, names the first parameter (in name

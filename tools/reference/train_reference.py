@@ -56,23 +56,17 @@ def ma_gp(img, sent, out):
     return 2.0 * torch.mean(grad_l2norm ** 6)
 
 
-def run_arch(cfg, out_dir, seed=0, B=2):
-    arch = cfg["arch"]
-    torch.manual_seed(seed)
-    clip, netG, netD, netC = mr.build(cfg)
-    S, z, cd, sel = cfg["image_size"], cfg["z_dim"], cfg["cond_dim"], cfg["clip_features"]
-    model_tensors = mr.model_file_tensors(clip, netG, netD, netC)
-
-    gen = torch.Generator().manual_seed(seed + 1)
-    images = torch.rand(B, 3, S, S, generator=gen) * 2 - 1
-    sent_emb = torch.randn(B, cd, generator=gen)
-    noise = torch.randn(B, z, generator=gen)
-
-    netG.train(), netD.train(), netC.train()
-    # The released optimisers: netG.parameters() includes the mapper's frozen CLIP_ViT (grad None,
-    # skipped by Adam); NetD's unused conv_s likewise.
+def optimisers(netG, netD, netC):
     optG = torch.optim.Adam(netG.parameters(), lr=LR_G, betas=BETAS, eps=EPS)
     optD = torch.optim.Adam(list(netD.parameters()) + list(netC.parameters()), lr=LR_D, betas=BETAS, eps=EPS)
+    return optG, optD
+
+
+def released_step(nets, opts, images, sent_emb, noise, sel, record=None):
+    """One step of the released loop; returns the loss tensors. With `record` (a dict), also
+    stores MA-GP's own parameter gradients (an extra backward) and every gradient."""
+    clip, netG, netD, netC = nets
+    optG, optD = opts
     dparams = [(f"netD.{k}", p) for k, p in netD.named_parameters()] + [(f"netC.{k}", p) for k, p in netC.named_parameters()]
 
     # ---- D step ----
@@ -91,19 +85,20 @@ def run_arch(cfg, out_dir, seed=0, B=2):
     errD_fake = torch.mean(F.relu(1.0 + netC(fake_feats, sent)))
     errD_MAGP = ma_gp(CLIP_real, sent, pred_real)
     errD = errD_real + (errD_fake + errD_mis) / 2.0 + errD_MAGP
-    # None where MA-GP does not depend on the parameter (the unused conv_s; biases, which do
-    # not enter the input gradient): absent from the fixture.
-    magp_grads = torch.autograd.grad(errD_MAGP, [p for _, p in dparams], retain_graph=True, allow_unused=True)
+    if record is not None:
+        # None where MA-GP does not depend on the parameter (the unused conv_s; biases, which do
+        # not enter the input gradient): absent from the fixture.
+        magp_grads = torch.autograd.grad(errD_MAGP, [p for _, p in dparams], retain_graph=True, allow_unused=True)
     errD.backward()
-    ref = {"images": images, "sent_emb": sent_emb, "noise": noise}
-    for (n, _), g in zip(dparams, magp_grads):
-        if g is not None:
-            ref[f"magp_grad.{n}"] = g
-    for n, p in dparams:
-        if p.grad is None:
-            assert ".conv_s." in n, n
-            continue
-        ref[f"grad.{n}"] = p.grad.clone()
+    if record is not None:
+        for (n, _), g in zip(dparams, magp_grads):
+            if g is not None:
+                record[f"magp_grad.{n}"] = g
+        for n, p in dparams:
+            if p.grad is None:
+                assert ".conv_s." in n, n
+                continue
+            record[f"grad.{n}"] = p.grad.clone()
     optD.step()
 
     # ---- G step (same fake, D updated) ----
@@ -113,12 +108,35 @@ def run_arch(cfg, out_dir, seed=0, B=2):
     errG_adv = -output.mean()
     errG = errG_adv - SIM_W * text_img_sim
     errG.backward()
-    for k, p in netG.named_parameters():
-        if k.startswith("mapping.CLIP_ViT."):
-            assert p.grad is None, k
-            continue
-        ref[f"grad.netG.{k}"] = p.grad.clone()
+    if record is not None:
+        for k, p in netG.named_parameters():
+            if k.startswith("mapping.CLIP_ViT."):
+                assert p.grad is None, k
+                continue
+            record[f"grad.netG.{k}"] = p.grad.clone()
     optG.step()
+    return {"real": errD_real, "mis": errD_mis, "fake": errD_fake, "magp": errD_MAGP, "d": errD,
+            "g": errG, "g_adv": errG_adv, "cos": text_img_sim}
+
+
+def run_arch(cfg, out_dir, seed=0, B=2):
+    arch = cfg["arch"]
+    torch.manual_seed(seed)
+    clip, netG, netD, netC = mr.build(cfg)
+    S, z, cd, sel = cfg["image_size"], cfg["z_dim"], cfg["cond_dim"], cfg["clip_features"]
+    model_tensors = mr.model_file_tensors(clip, netG, netD, netC)
+
+    gen = torch.Generator().manual_seed(seed + 1)
+    images = torch.rand(B, 3, S, S, generator=gen) * 2 - 1
+    sent_emb = torch.randn(B, cd, generator=gen)
+    noise = torch.randn(B, z, generator=gen)
+
+    netG.train(), netD.train(), netC.train()
+    # The released optimisers: netG.parameters() includes the mapper's frozen CLIP_ViT (grad None,
+    # skipped by Adam); NetD's unused conv_s likewise.
+    optG, optD = optimisers(netG, netD, netC)
+    ref = {"images": images, "sent_emb": sent_emb, "noise": noise}
+    losses = released_step((clip, netG, netD, netC), (optG, optD), images, sent_emb, noise, sel, record=ref)
 
     for prefix, net in (("netD.", netD), ("netC.", netC), ("netG.", netG)):
         for k, p in net.named_parameters():
@@ -128,8 +146,6 @@ def run_arch(cfg, out_dir, seed=0, B=2):
         if k.endswith("running_mean") or k.endswith("running_var"):
             ref[f"after.netG.{k}"] = b.clone()
 
-    losses = {"real": errD_real, "mis": errD_mis, "fake": errD_fake, "magp": errD_MAGP, "d": errD,
-              "g": errG, "g_adv": errG_adv, "cos": text_img_sim}
     for k, v in losses.items():
         ref[f"loss.{k}"] = v.detach().reshape(1)
     ref = {k: v.detach().float().contiguous() for k, v in ref.items()}
