@@ -207,6 +207,9 @@ enum BenchWhat {
         warmup: usize,
         #[arg(long, default_value_t = 5)]
         reps: usize,
+        /// Then time one more step dispatch by dispatch and list the costliest kernels.
+        #[arg(long)]
+        profile: bool,
     },
     /// CLIP prompts/s and images/s (compare: tools/reference/clip_bench.py).
     Clip {
@@ -314,9 +317,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let g = gpu()?;
             commands::model::bench(&g, model.as_deref(), &arch, &batch, reps)?;
         }
-        Command::Bench { what: BenchWhat::Train { arch, size, batch, warmup, reps } } => {
+        Command::Bench { what: BenchWhat::Train { arch, size, batch, warmup, reps, profile } } => {
             let g = gpu()?;
-            commands::train::bench(&g, &arch, &size, batch, warmup, reps)?;
+            commands::train::bench(&g, &arch, &size, batch, warmup, reps, profile)?;
         }
         Command::Bench { what: BenchWhat::Kernels { peak_gflops, reps } } => {
             let g = gpu()?;

@@ -26,6 +26,8 @@ pub struct StepTiming {
     pub ms_g: f64,
     pub dispatches_per_step: f64,
     pub submits_per_step: f64,
+    /// With `profile`: one more step with every dispatch timed, (kernel::entry, count, s).
+    pub profile: Vec<(String, u64, f64)>,
 }
 
 impl StepTiming {
@@ -36,7 +38,7 @@ impl StepTiming {
 
 /// A fresh model of `config` trained for `warmup + reps` steps on one random batch; the last
 /// `reps` are timed. Each part ends with a device sync so the split is honest.
-pub fn step_timing(gpu: &Gpu, config: ModelConfig, batch: usize, warmup: usize, reps: usize) -> Result<StepTiming> {
+pub fn step_timing(gpu: &Gpu, config: ModelConfig, batch: usize, warmup: usize, reps: usize, profile: bool) -> Result<StepTiming> {
     let mut model = Model::init(gpu, config, None, 0, true)?;
     let c = model.config.clone();
     let mut rng = Rng::new(7);
@@ -69,6 +71,14 @@ pub fn step_timing(gpu: &Gpu, config: ModelConfig, batch: usize, warmup: usize, 
         g_s += t.elapsed().as_secs_f64();
     }
     let after = gpu.stats();
+    let mut rows = Vec::new();
+    if profile {
+        gpu.start_profile()?;
+        let fake = generate_fake(&mut model, &data)?;
+        d_step(&mut model, &mut opt_d, &data, &fake, LR_D)?;
+        g_step(&mut model, &mut opt_g, &data, fake, LR_G)?;
+        rows = gpu.take_profile();
+    }
     let n = reps.max(1) as f64;
     let ms = |s: f64| s * 1e3 / n;
     Ok(StepTiming {
@@ -79,5 +89,6 @@ pub fn step_timing(gpu: &Gpu, config: ModelConfig, batch: usize, warmup: usize, 
         ms_g: ms(g_s),
         dispatches_per_step: (after.dispatches - before.dispatches) as f64 / n,
         submits_per_step: (after.submits - before.submits) as f64 / n,
+        profile: rows,
     })
 }

@@ -101,11 +101,11 @@ fn preset(arch: &str, size: &str) -> Result<ModelConfig> {
 }
 
 /// `ratlip bench train`: one whole step at a preset, its parts, and what it asks of the device.
-pub fn bench(gpu: &Gpu, arch: &str, size: &str, batch: usize, warmup: usize, reps: usize) -> Result<()> {
+pub fn bench(gpu: &Gpu, arch: &str, size: &str, batch: usize, warmup: usize, reps: usize, profile: bool) -> Result<()> {
     let config = preset(arch, size)?;
     println!("adapter: {}", gpu.adapter_info().name);
     println!("train step: {arch} {size} ({}×{} px), batch {batch}, {warmup} warm-up + {reps} timed steps", config.image_size, config.image_size);
-    let t = ratlip::bench::train::step_timing(gpu, config, batch, warmup, reps)?;
+    let t = ratlip::bench::train::step_timing(gpu, config, batch, warmup, reps, profile)?;
     println!(
         "{:.1} ms per step ({:.2} images/s): G + CLIP on the fake {:.1} ms, D step {:.1} ms, G step {:.1} ms; {:.0} dispatches, {:.0} submissions per step",
         t.ms_step,
@@ -116,6 +116,13 @@ pub fn bench(gpu: &Gpu, arch: &str, size: &str, batch: usize, warmup: usize, rep
         t.dispatches_per_step,
         t.submits_per_step
     );
+    if !t.profile.is_empty() {
+        let total: f64 = t.profile.iter().map(|r| r.2).sum();
+        println!("profile of one more step, every dispatch waited on ({:.1} ms in all):", total * 1e3);
+        for (name, n, s) in t.profile.iter().take(25) {
+            println!("  {:>8.1} ms {:>5.1}% {n:>6}×  {name}", s * 1e3, 100.0 * s / total);
+        }
+    }
     Ok(())
 }
 

@@ -33,6 +33,8 @@ pub(crate) struct GpuInner {
     /// Test hook: a smaller binding limit than the device's, so that the code paths that
     /// split oversized tensors can be exercised with small tensors. 0 = the device's.
     pub binding_limit_override: std::sync::atomic::AtomicU64,
+    /// Per-entry dispatch count and seconds while profiling (`Gpu::start_profile`).
+    pub profile: Mutex<Option<std::collections::BTreeMap<String, (u64, f64)>>>,
 }
 
 /// How to pick an adapter.
@@ -117,6 +119,7 @@ impl Gpu {
                 pending: Mutex::new(pending),
                 fault,
                 binding_limit_override: Default::default(),
+                profile: Mutex::new(None),
             }),
         }
     }

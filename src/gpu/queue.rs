@@ -124,6 +124,47 @@ impl Gpu {
         tensors: &[&Tensor],
         workgroups: [u32; 3],
     ) -> Result<()> {
+        if self.inner.profile.lock().unwrap().is_none() {
+            return self.encode_dispatch(kernel, entry, params, tensors, workgroups);
+        }
+        // Profiling: everything before is finished (each dispatch waits), so the time from
+        // here to the end of this dispatch's own wait is its encoding plus execution.
+        let t0 = std::time::Instant::now();
+        self.encode_dispatch(kernel, entry, params, tensors, workgroups)?;
+        self.sync()?;
+        let secs = t0.elapsed().as_secs_f64();
+        if let Some(map) = self.inner.profile.lock().unwrap().as_mut() {
+            let e = map.entry(format!("{}::{entry}", kernel.name)).or_default();
+            e.0 += 1;
+            e.1 += secs;
+        }
+        Ok(())
+    }
+
+    /// From now on every dispatch waits for the device and its time is counted per kernel
+    /// entry, until `take_profile`. Slow (one submission per dispatch); for finding hot spots.
+    pub fn start_profile(&self) -> Result<()> {
+        self.sync()?;
+        *self.inner.profile.lock().unwrap() = Some(Default::default());
+        Ok(())
+    }
+
+    /// Stops profiling: (kernel::entry, dispatches, seconds), most time first.
+    pub fn take_profile(&self) -> Vec<(String, u64, f64)> {
+        let map = self.inner.profile.lock().unwrap().take().unwrap_or_default();
+        let mut rows: Vec<(String, u64, f64)> = map.into_iter().map(|(k, (n, s))| (k, n, s)).collect();
+        rows.sort_by(|a, b| b.2.total_cmp(&a.2));
+        rows
+    }
+
+    fn encode_dispatch(
+        &self,
+        kernel: &Kernel,
+        entry: &str,
+        params: &[u8],
+        tensors: &[&Tensor],
+        workgroups: [u32; 3],
+    ) -> Result<()> {
         assert!(params.len() <= MAX_PARAMS, "{}::{entry}: parameter block too large", kernel.name);
         let max = self.limits().max_compute_workgroups_per_dimension;
         if workgroups.iter().any(|&w| w > max) {
@@ -181,7 +222,7 @@ impl Gpu {
             if start + MAX_PARAMS as u64 > ARENA_BYTES {
                 drop(pending);
                 self.flush()?;
-                return self.dispatch_raw(kernel, entry, params, tensors, workgroups);
+                return self.encode_dispatch(kernel, entry, params, tensors, workgroups);
             }
             pending.arena_bytes.resize(start as usize, 0);
             pending.arena_bytes.extend_from_slice(params);
