@@ -14,6 +14,7 @@ pub mod bench;
 pub mod clip;
 pub mod data;
 pub mod error;
+pub mod eval;
 pub mod gpu;
 pub mod images;
 pub mod latent;

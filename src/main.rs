@@ -109,6 +109,9 @@ enum Command {
     /// Train a model on a captioned image folder (also `ratlip --train ...`): a run folder
     /// with config, metrics.jsonl, sample grids and checkpoints; `--resume RUN_DIR` continues it.
     Train(commands::train::TrainArgs),
+    /// Evaluate a model on held-out synthetic faces with an evaluator CLIP: FD, CLIP score,
+    /// R-precision, attribute accuracy (zero-shot and by pixel detectors); JSON + markdown report.
+    Eval(commands::eval::EvalArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -279,6 +282,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Dataset { what: DatasetWhat::Synth(args) } => commands::dataset::synth(&args)?,
         Command::Train(args) => commands::train::train(&gpu()?, &args)?,
+        Command::Eval(args) => commands::eval::eval(&gpu()?, &args)?,
         Command::Bench { what: BenchWhat::Clip { clip, batch, reps } } => {
             let g = gpu()?;
             let model = commands::clip::load(&g, &clip)?;

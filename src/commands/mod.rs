@@ -2,6 +2,7 @@
 
 pub mod clip;
 pub mod dataset;
+pub mod eval;
 pub mod explore;
 mod font;
 pub mod model;

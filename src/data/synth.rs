@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-pub use faces::FaceAttrs;
+pub use faces::{FaceAttrs, BACKGROUNDS, HAIR, SKINS};
 pub use shapes::{Shape, ShapesAttrs};
 
 use crate::weights::write_atomic;

@@ -1,0 +1,74 @@
+//! `ratlip eval`: FD, CLIP score, R-precision and attribute accuracy of a model's images
+//! under an evaluator CLIP that did not train it (recipe: `ratlip::eval` module docs).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use ratlip::eval::{self, Options, Report};
+use ratlip::Gpu;
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// The model to evaluate (default: ./ratlip.safetensors, then assets/default.safetensors).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// A `ratlip dataset synth --kind faces` folder the model did NOT train on (another --seed).
+    #[arg(long)]
+    data: PathBuf,
+    /// The evaluator CLIP (a CLIP file, or a ratlip model file's CLIP): one that did not
+    /// train the model (another seed or config).
+    #[arg(long)]
+    evaluator: PathBuf,
+    /// Images to evaluate (the folder's first N).
+    #[arg(long, default_value_t = 500)]
+    count: usize,
+    /// Noise seed: image i uses seed_noise(seed, i); also draws the R-precision rivals.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Report folder: report.json, report.md, samples.png, real.png.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn eval(gpu: &Gpu, a: &EvalArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let model_path = super::model::resolve_model(a.model.clone())?;
+    let model = super::model::open(gpu, &model_path)?;
+    // A CLIP file, or a ratlip model file whose CLIP is the evaluator.
+    let evaluator = match super::clip::load(gpu, &a.evaluator) {
+        Ok(c) => c,
+        Err(clip_err) => super::model::open(gpu, &a.evaluator).map(|m| m.clip).map_err(|_| clip_err)?,
+    };
+    let opts = Options { count: a.count, seed: a.seed, batch: a.batch, ..Options::default() };
+    let examples = eval::load_faces(&a.data, a.count).with_context(|| format!("reading {}", a.data.display()))?;
+    eprintln!("evaluating {} on {} faces from {} with evaluator {}", model_path.display(), examples.len(), a.data.display(), a.evaluator.display());
+    let started = Instant::now();
+    let generated = eval::generate(&model, &examples, &opts, &|done, total| {
+        let per = started.elapsed().as_secs_f64() / done as f64;
+        eprint!("\rgenerating {done}/{total}, {:.2} s/image, ETA {:.0} s   ", per, per * (total - done) as f64);
+    })?;
+    eprintln!();
+    eprintln!("measuring (evaluator features of {} real and {} generated images)", examples.len(), generated.len());
+    let (fd, fd_real_halves, gen_m, real_m) = eval::evaluate(&evaluator, &examples, &generated, &opts)?;
+    let report = Report {
+        model: model_path.display().to_string(),
+        evaluator: a.evaluator.display().to_string(),
+        data: a.data.display().to_string(),
+        count: examples.len(),
+        seed: a.seed,
+        r_candidates: eval::r_candidates(&examples, &opts),
+        fd,
+        fd_real_halves,
+        generated: gen_m,
+        real: real_m,
+        chance: eval::chance(),
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    let files = eval::write_report(&a.out, &report, &examples, &generated)?;
+    print!("{}", report.markdown());
+    eprintln!("wrote {}", files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    Ok(())
+}

@@ -1,0 +1,303 @@
+//! `ratlip eval`: how good a model's images are, measured by a CLIP that did not train it.
+//!
+//! The recipe (everything that changes a number is here, so anyone gets the same ones):
+//! - **Data**: the first `count` images of a `ratlip dataset synth --kind faces` folder that
+//!   the model did not train on (a different `--seed`), with their true attributes from
+//!   `attributes.jsonl`. Each image's prompt is [`faces::caption`] of its attributes.
+//! - **Generation**: image i from `latent::seed_noise(seed, i)` and the model's own CLIP
+//!   embedding of prompt i, G in eval mode, at the model's size.
+//! - **Features**: the evaluator's projected image embedding (`ln_post(cls) @ proj`) of each
+//!   image, preprocessed as CLIP scores images (bicubic resize of the short side, centre
+//!   crop, CLIP's mean/std), for real and generated images alike.
+//! - **FD**: Fréchet distance of Gaussians fitted to the real and generated features (f64,
+//!   covariance with n − 1). Reported beside it: FD of the real set's two halves against each
+//!   other ("real vs real": the floor this sample size allows).
+//! - **CLIP score**: mean of 100 · max(cos(image, prompt), 0) under the evaluator.
+//! - **R-precision**: prompt i against 99 prompts of other images (drawn with `seed`, distinct
+//!   texts); a hit when prompt i has the highest cosine. Chance is 1%.
+//! - **Attribute accuracy**: per attribute the prompt states, (a) zero-shot by the evaluator
+//!   ([`faces::class_prompt`] per class, highest cosine wins) and (b) by detectors that read
+//!   the renderer's palette off the pixels ([`faces::detect`]). Real images get the same
+//!   measures, as the ceiling.
+
+pub mod faces;
+pub mod frechet;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::autograd::Tape;
+use crate::clip::preprocess::for_scoring_rgb;
+use crate::clip::tokenizer::ClipTokenizer;
+use crate::clip::model::Clip;
+use crate::data::synth::FaceAttrs;
+use crate::error::{Error, Result};
+use crate::images::{self, Rgb8};
+use crate::latent::seed_noise;
+use crate::model::Model;
+use crate::rng::Rng;
+use crate::tensor::Tensor;
+
+use frechet::{frechet_distance, Gaussian};
+
+pub struct Options {
+    pub count: usize,
+    pub seed: u64,
+    pub batch: usize,
+    /// R-precision candidates per image, the true prompt included (AttnGAN's 100).
+    pub r_candidates: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { count: 500, seed: 0, batch: 16, r_candidates: 100 }
+    }
+}
+
+/// The same measures for one set of images (generated, or the real ones as the ceiling).
+#[derive(Debug, Clone, Serialize)]
+pub struct Measures {
+    pub clip_score: f64,
+    pub r_precision: f64,
+    /// attribute → accuracy of the evaluator's zero-shot reading.
+    pub zero_shot: BTreeMap<String, f64>,
+    /// attribute → accuracy of the renderer-aware detectors.
+    pub detected: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub model: String,
+    pub evaluator: String,
+    pub data: String,
+    pub count: usize,
+    pub seed: u64,
+    /// R-precision candidates per image, the true prompt included (fewer than asked when
+    /// the set has fewer distinct prompts); chance is 1 / this.
+    pub r_candidates: usize,
+    pub fd: f64,
+    pub fd_real_halves: f64,
+    pub generated: Measures,
+    pub real: Measures,
+    /// attribute → chance accuracy (1 / classes).
+    pub chance: BTreeMap<String, f64>,
+    pub seconds: f64,
+}
+
+/// One evaluated example: its attributes, prompt and real image.
+pub struct Example {
+    pub attrs: FaceAttrs,
+    pub prompt: String,
+    pub real: Rgb8,
+}
+
+/// The first `count` faces of a synth folder (its attributes.jsonl and images).
+pub fn load_faces(dir: &Path, count: usize) -> Result<Vec<Example>> {
+    let path = dir.join("attributes.jsonl");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::Other(format!("{}: {e} (ratlip eval reads a `ratlip dataset synth --kind faces` folder)", path.display())))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate().take(count) {
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::Other(format!("{} line {}: {e}", path.display(), n + 1)))?;
+        if v["kind"] != "faces" {
+            return Err(Error::Other(format!("{}: ratlip eval measures faces datasets; line {} is {}", path.display(), n + 1, v["kind"])));
+        }
+        let attrs = face_attrs(&v).ok_or_else(|| Error::Other(format!("{} line {}: missing or unknown attribute", path.display(), n + 1)))?;
+        let file = dir.join(v["file"].as_str().unwrap_or_default());
+        let img = image::open(&file).map_err(|e| Error::Other(format!("cannot read {}: {e}", file.display())))?.to_rgb8();
+        let real = Rgb8 { width: img.width() as usize, height: img.height() as usize, data: img.into_raw() };
+        out.push(Example { prompt: faces::caption(&attrs), attrs, real });
+    }
+    if out.len() < 4 {
+        return Err(Error::Other(format!("{}: {} faces; the evaluation needs at least 4", dir.display(), out.len())));
+    }
+    Ok(out)
+}
+
+/// Attribute values are interned against the renderer's own names, so a JSON from another
+/// generator version with unknown values is an error, not a silent miss.
+fn face_attrs(v: &serde_json::Value) -> Option<FaceAttrs> {
+    fn pick(v: &serde_json::Value, key: &str, allowed: &[&'static str]) -> Option<&'static str> {
+        let s = v.get(key)?.as_str()?;
+        allowed.iter().find(|a| **a == s).copied()
+    }
+    let names = |t: &[(&'static str, [u8; 3])]| t.iter().map(|c| c.0).collect::<Vec<_>>();
+    Some(FaceAttrs {
+        gender: pick(v, "gender", &["man", "woman"])?,
+        age: pick(v, "age", &["young", "old"])?,
+        expression: pick(v, "expression", &["smiling", "sad"])?,
+        hair_color: pick(v, "hair_color", &names(&crate::data::synth::HAIR))?,
+        hair_style: pick(v, "hair_style", &["full", "receding", "bald"])?,
+        glasses: v.get("glasses")?.as_bool()?,
+        beard: v.get("beard")?.as_bool()?,
+        skin: pick(v, "skin", &names(&crate::data::synth::SKINS))?,
+        background: pick(v, "background", &names(&crate::data::synth::BACKGROUNDS))?,
+    })
+}
+
+/// Sentence embeddings of `texts` (CLIP's tokenizer, truncated to the context), in batches.
+pub fn embed_texts(clip: &Clip, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+    let tok = ClipTokenizer::bundled()?;
+    let ctx = clip.config.text.context_length;
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(64) {
+        let ids: Vec<Vec<u32>> = chunk.iter().map(|t| tok.encode(t, ctx).map(|e| e.ids)).collect::<Result<_>>()?;
+        let tape = Tape::new(&clip.gpu);
+        let emb = clip.encode_text(&tape, &ids)?.sent_emb.value().to_vec()?;
+        out.extend(emb.chunks(clip.config.embed_dim).map(<[f32]>::to_vec));
+    }
+    Ok(out)
+}
+
+/// Projected image embeddings, CLIP's scoring preprocessing, in batches.
+pub fn embed_images(clip: &Clip, imgs: &[Rgb8]) -> Result<Vec<Vec<f32>>> {
+    let size = clip.config.vision.image_size;
+    let mut out = Vec::with_capacity(imgs.len());
+    for chunk in imgs.chunks(32) {
+        let mut px = Vec::with_capacity(chunk.len() * 3 * size * size);
+        for im in chunk {
+            let rgb = image::RgbImage::from_raw(im.width as u32, im.height as u32, im.data.clone())
+                .ok_or_else(|| Error::Other("image buffer of the wrong size".into()))?;
+            px.extend(for_scoring_rgb(&rgb, size).data);
+        }
+        let tape = Tape::new(&clip.gpu);
+        let x = tape.constant(Tensor::from_slice(&clip.gpu, &[chunk.len(), 3, size, size], &px)?);
+        let emb = clip.encode_image(&tape, &x, &[])?.embedding.value().to_vec()?;
+        out.extend(emb.chunks(clip.config.embed_dim).map(<[f32]>::to_vec));
+    }
+    Ok(out)
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let n = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (n(a) * n(b)).max(1e-12)
+}
+
+/// G's images for the examples' prompts, image i from seed_noise(seed, i).
+pub fn generate(model: &Model, examples: &[Example], opts: &Options, progress: &dyn Fn(usize, usize)) -> Result<Vec<Rgb8>> {
+    let c = &model.config;
+    let prompts: Vec<String> = examples.iter().map(|e| e.prompt.clone()).collect();
+    let sent = embed_texts(&model.clip, &prompts)?;
+    let gpu = model.params.gpu();
+    let mut out = Vec::with_capacity(examples.len());
+    for start in (0..examples.len()).step_by(opts.batch.max(1)) {
+        let n = opts.batch.max(1).min(examples.len() - start);
+        let z: Vec<f32> = (start..start + n).flat_map(|i| seed_noise(opts.seed, i as u64, c.z_dim)).collect();
+        let s: Vec<f32> = sent[start..start + n].iter().flatten().copied().collect();
+        let img = model.generate(&Tensor::from_slice(gpu, &[n, c.z_dim], &z)?, &Tensor::from_slice(gpu, &[n, c.cond_dim], &s)?)?;
+        out.extend(images::from_chw(&img.to_vec()?, img.shape())?);
+        progress(start + n, examples.len());
+    }
+    Ok(out)
+}
+
+/// The measures of one image set against the examples' prompts and attributes.
+pub fn measure(evaluator: &Clip, examples: &[Example], imgs: &[Rgb8], feats: &[Vec<f32>], prompt_emb: &[Vec<f32>], opts: &Options) -> Result<Measures> {
+    let n = examples.len();
+    let clip_score = (0..n).map(|i| 100.0 * cosine(&feats[i], &prompt_emb[i]).max(0.0)).sum::<f64>() / n as f64;
+
+    // R-precision: distinct prompt texts only, so a duplicate of the true prompt is no rival.
+    let mut rng = Rng::new(opts.seed ^ 0x5250_5245_4349_5349);
+    let mut hits = 0usize;
+    for i in 0..n {
+        let mut pool: Vec<usize> = (0..n).filter(|&j| examples[j].prompt != examples[i].prompt).collect();
+        let mut picked = Vec::new();
+        while picked.len() + 1 < opts.r_candidates && !pool.is_empty() {
+            let k = rng.below(pool.len());
+            picked.push(pool.swap_remove(k));
+        }
+        let own = cosine(&feats[i], &prompt_emb[i]);
+        hits += picked.iter().all(|&j| cosine(&feats[i], &prompt_emb[j]) < own) as usize;
+    }
+
+    let mut zero_shot = BTreeMap::new();
+    let mut detected = BTreeMap::new();
+    let found: Vec<faces::Detected> = imgs.iter().map(|im| faces::detect(&im.data, im.width)).collect();
+    for attr in faces::attributes() {
+        let prompts: Vec<String> = attr.classes.iter().map(|c| faces::class_prompt(attr.name, c)).collect();
+        let class_emb = embed_texts(evaluator, &prompts)?;
+        let (mut right, mut total, mut det_right) = (0usize, 0usize, 0usize);
+        for i in 0..n {
+            let Some(truth) = faces::truth(&examples[i].attrs, attr.name) else { continue };
+            total += 1;
+            let best = (0..attr.classes.len()).max_by(|&a, &b| cosine(&feats[i], &class_emb[a]).total_cmp(&cosine(&feats[i], &class_emb[b]))).unwrap_or(0);
+            right += (attr.classes[best] == truth) as usize;
+            det_right += (found[i].get(attr.name) == Some(truth)) as usize;
+        }
+        if total > 0 {
+            zero_shot.insert(attr.name.to_string(), right as f64 / total as f64);
+            if faces::DETECTED.contains(&attr.name) {
+                detected.insert(attr.name.to_string(), det_right as f64 / total as f64);
+            }
+        }
+    }
+    Ok(Measures { clip_score, r_precision: hits as f64 / n as f64, zero_shot, detected })
+}
+
+/// The whole evaluation; `generated` are the model's images for `examples` (from [`generate`]).
+pub fn evaluate(evaluator: &Clip, examples: &[Example], generated: &[Rgb8], opts: &Options) -> Result<(f64, f64, Measures, Measures)> {
+    let reals: Vec<Rgb8> = examples.iter().map(|e| e.real.clone()).collect();
+    let real_feats = embed_images(evaluator, &reals)?;
+    let fake_feats = embed_images(evaluator, generated)?;
+    let fd = frechet_distance(&Gaussian::fit(&real_feats)?, &Gaussian::fit(&fake_feats)?)?;
+    let half = real_feats.len() / 2;
+    let fd_halves = frechet_distance(&Gaussian::fit(&real_feats[..half])?, &Gaussian::fit(&real_feats[half..2 * half])?)?;
+    let prompts: Vec<String> = examples.iter().map(|e| e.prompt.clone()).collect();
+    let prompt_emb = embed_texts(evaluator, &prompts)?;
+    let fake = measure(evaluator, examples, generated, &fake_feats, &prompt_emb, opts)?;
+    let real = measure(evaluator, examples, &reals, &real_feats, &prompt_emb, opts)?;
+    Ok((fd, fd_halves, fake, real))
+}
+
+/// Candidates per image R-precision ranks: the true prompt and up to `r_candidates − 1`
+/// others with different text.
+pub fn r_candidates(examples: &[Example], opts: &Options) -> usize {
+    let distinct: std::collections::BTreeSet<&str> = examples.iter().map(|e| e.prompt.as_str()).collect();
+    opts.r_candidates.min(distinct.len())
+}
+
+/// attribute → 1 / number of classes.
+pub fn chance() -> BTreeMap<String, f64> {
+    faces::attributes().into_iter().map(|a| (a.name.to_string(), 1.0 / a.classes.len() as f64)).collect()
+}
+
+impl Report {
+    /// The markdown report: the table, the recipe's parameters, and the files beside it.
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "# ratlip eval\n\nmodel `{}` · evaluator `{}` · data `{}` · {} images · seed {} · {:.0} s\n\n",
+            self.model, self.evaluator, self.data, self.count, self.seed, self.seconds
+        );
+        s += "| measure | generated | real images (ceiling) |\n|---|---|---|\n";
+        s += &format!("| FD (evaluator embedding) ↓ | {:.4} | {:.4} (real half vs half) |\n", self.fd, self.fd_real_halves);
+        s += &format!("| CLIP score ↑ | {:.2} | {:.2} |\n", self.generated.clip_score, self.real.clip_score);
+        s += &format!("| R-precision (1 of {}) ↑ | {:.3} | {:.3} |\n", self.r_candidates, self.generated.r_precision, self.real.r_precision);
+        for (attr, acc) in &self.generated.zero_shot {
+            s += &format!("| {attr}, zero-shot (chance {:.2}) | {acc:.3} | {:.3} |\n", self.chance.get(attr).copied().unwrap_or(0.0), self.real.zero_shot.get(attr).copied().unwrap_or(f64::NAN));
+        }
+        for (attr, acc) in &self.generated.detected {
+            s += &format!("| {attr}, detector (chance {:.2}) | {acc:.3} | {:.3} |\n", self.chance.get(attr).copied().unwrap_or(0.0), self.real.detected.get(attr).copied().unwrap_or(f64::NAN));
+        }
+        s += "\nRecipe: `src/eval/mod.rs` (module docs). Samples: `samples.png` (generated, first 32), `real.png` (the same prompts' real images).\n";
+        s
+    }
+}
+
+/// Writes report.json, report.md, samples.png and real.png into `dir` (atomically each).
+pub fn write_report(dir: &Path, report: &Report, examples: &[Example], generated: &[Rgb8]) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
+    let json = serde_json::to_string_pretty(report).map_err(|e| Error::Other(e.to_string()))?;
+    let paths: Vec<PathBuf> = ["report.json", "report.md", "samples.png", "real.png"].iter().map(|f| dir.join(f)).collect();
+    crate::weights::write_atomic(&paths[0], json.as_bytes())?;
+    crate::weights::write_atomic(&paths[1], report.markdown().as_bytes())?;
+    let k = generated.len().min(32);
+    let prompts: String = examples[..k].iter().map(|e| e.prompt.as_str()).collect::<Vec<_>>().join("\n");
+    let meta = [("model", report.model.clone()), ("seed", report.seed.to_string()), ("prompts", prompts)];
+    images::save_png(&paths[2], &images::grid(&generated[..k], 8, 2)?, &meta)?;
+    let reals: Vec<Rgb8> = examples[..k].iter().map(|e| e.real.clone()).collect();
+    images::save_png(&paths[3], &images::grid(&reals, 8, 2)?, &meta[2..])?;
+    Ok(paths)
+}

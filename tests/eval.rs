@@ -1,0 +1,165 @@
+//! The evaluation's parts that need no model: the Fréchet distance against closed forms,
+//! and the faces detectors against the renderer's own ground truth.
+
+use ratlip::data::synth::{self, Attrs, Kind};
+use ratlip::eval::faces;
+use ratlip::eval::frechet::{frechet_distance, sqrt_psd, Gaussian};
+use ratlip::rng::Rng;
+
+fn gaussian(mean: Vec<f64>, cov: Vec<f64>) -> Gaussian {
+    Gaussian { n: 100, mean, cov }
+}
+
+/// Closed forms: identical Gaussians → 0; equal covariances → ‖Δμ‖²; commuting (diagonal)
+/// covariances → Σ(√a − √b)²; and the result does not depend on the basis (a rotation of
+/// both). Tolerance 1e-9 relative: f64 Jacobi on 3–40 dimensions.
+#[test]
+fn frechet_distance_matches_closed_forms() {
+    let d = 40;
+    let mut rng = Rng::new(5);
+    // A random SPD matrix A = B Bᵀ + I.
+    let b: Vec<f64> = rng.normals(d * d).iter().map(|&x| x as f64).collect();
+    let mut a = vec![0f64; d * d];
+    for i in 0..d {
+        for j in 0..d {
+            a[i * d + j] = (0..d).map(|k| b[i * d + k] * b[j * d + k]).sum::<f64>() + if i == j { 1.0 } else { 0.0 };
+        }
+    }
+    let mean: Vec<f64> = rng.normals(d).iter().map(|&x| x as f64).collect();
+    let g = gaussian(mean.clone(), a.clone());
+    let fd0 = frechet_distance(&g, &g).unwrap();
+    let tr: f64 = (0..d).map(|i| a[i * d + i]).sum();
+    assert!(fd0.abs() < 1e-9 * tr, "FD(x, x) = {fd0}");
+
+    let shifted = gaussian(mean.iter().map(|m| m + 0.5).collect(), a.clone());
+    let fd = frechet_distance(&g, &shifted).unwrap();
+    assert!((fd - 0.25 * d as f64).abs() < 1e-9 * tr, "equal covariances: {fd} vs {}", 0.25 * d as f64);
+
+    let da = [1.0, 4.0, 9.0];
+    let db = [4.0, 1.0, 0.25];
+    let diag = |v: &[f64]| {
+        let mut m = vec![0f64; 9];
+        (0..3).for_each(|i| m[i * 4] = v[i]);
+        m
+    };
+    let want: f64 = da.iter().zip(&db).map(|(x, y): (&f64, &f64)| (x.sqrt() - y.sqrt()).powi(2)).sum();
+    let got = frechet_distance(&gaussian(vec![0.0; 3], diag(&da)), &gaussian(vec![0.0; 3], diag(&db))).unwrap();
+    assert!((got - want).abs() < 1e-9, "diagonal: {got} vs {want}");
+
+    // sqrt_psd really is a square root.
+    let s = sqrt_psd(&a, d);
+    let worst = (0..d * d).map(|ij| ((0..d).map(|k| s[ij / d * d + k] * s[k * d + ij % d]).sum::<f64>() - a[ij]).abs()).fold(0.0, f64::max);
+    assert!(worst < 1e-9 * tr, "sqrt_psd² − A = {worst}");
+
+    // Fit: the sample covariance of 4 points (numpy's n − 1 convention).
+    let g = Gaussian::fit(&[vec![0.0, 0.0], vec![2.0, 0.0], vec![0.0, 2.0], vec![2.0, 2.0]]).unwrap();
+    assert_eq!(g.mean, vec![1.0, 1.0]);
+    assert!((g.cov[0] - 4.0 / 3.0).abs() < 1e-12 && g.cov[1].abs() < 1e-12);
+    assert!(Gaussian::fit(&[vec![1.0]]).is_err(), "one sample has no covariance");
+}
+
+/// The detectors on the renderer's own faces: what they read must be the truth, at the
+/// training sizes (24 px: a cap of hair is ~1 pixel tall) and larger.
+#[test]
+fn face_detectors_read_the_renderers_truth() {
+    for size in [24usize, 32, 64] {
+        let n = 300;
+        let (mut bg, mut skin, mut hair, mut hair_n, mut bald) = (0, 0, 0, 0, 0);
+        for i in 0..n {
+            let s = synth::sample(Kind::Faces, 11, i, size);
+            let Attrs::Faces(a) = &s.attrs else { unreachable!() };
+            let d = faces::detect(&s.rgb, size);
+            bg += (d.background == a.background) as usize;
+            skin += (d.skin == a.skin) as usize;
+            if a.hair_style == "bald" {
+                bald += d.hair_color.is_none() as usize;
+            } else {
+                hair_n += 1;
+                hair += (d.hair_color == Some(a.hair_color)) as usize;
+            }
+        }
+        let pct = |k: usize, n: usize| 100.0 * k as f64 / n.max(1) as f64;
+        println!("{size} px: background {:.1}%, skin {:.1}%, hair colour {:.1}% of {hair_n}, bald read as no hair {bald}", pct(bg, n as usize), pct(skin, n as usize), pct(hair, hair_n));
+        assert!(pct(bg, n as usize) >= 98.0, "{size} px background");
+        assert!(pct(skin, n as usize) >= 95.0, "{size} px skin");
+        assert!(pct(hair, hair_n) >= 90.0, "{size} px hair colour");
+    }
+}
+
+/// Every evaluation caption states each attribute it is scored on.
+#[test]
+fn evaluation_captions_state_the_scored_attributes() {
+    for i in 0..50 {
+        let Attrs::Faces(a) = Attrs::draw(Kind::Faces, 3, i) else { unreachable!() };
+        let c = faces::caption(&a);
+        for attr in faces::attributes() {
+            if let Some(t) = faces::truth(&a, attr.name) {
+                assert!(c.contains(t), "{c:?} does not state {} = {t}", attr.name);
+            }
+        }
+    }
+}
+
+fn faces_dir(name: &str, count: usize) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ratlip-eval-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = synth::Options { kind: Kind::Faces, count, size: 24, seed: 99, out: dir.clone(), threads: 2 };
+    synth::write_dataset(&opts, &|_| {}).unwrap();
+    dir
+}
+
+/// The whole measurement on a tiny random model: real images scored as if generated give FD
+/// 0 and the real column's numbers exactly; the detectors read the real faces; the report
+/// files are written; `ratlip eval` runs end to end.
+#[test]
+fn evaluation_of_real_images_is_the_ceiling_and_the_cli_writes_a_report() {
+    use ratlip::eval::{self, Options};
+    use ratlip::model::{Arch, Model, ModelConfig};
+    let gpu = ratlip::Gpu::new(&Default::default()).unwrap();
+    let model = Model::init(&gpu, ModelConfig::tiny(Arch::Ratlip), None, 0, false).unwrap();
+    let dir = faces_dir("lib", 12);
+    let examples = eval::load_faces(&dir, 12).unwrap();
+    assert_eq!(examples.len(), 12);
+    let opts = Options { count: 12, seed: 1, batch: 5, r_candidates: 100 };
+    let reals: Vec<_> = examples.iter().map(|e| e.real.clone()).collect();
+    let (fd, fd_halves, as_gen, real) = eval::evaluate(&model.clip, &examples, &reals, &opts).unwrap();
+    assert!(fd.abs() < 1e-6, "FD(real, real) = {fd}");
+    assert!(fd_halves.is_finite() && fd_halves > 0.0);
+    assert_eq!((as_gen.clip_score, as_gen.r_precision), (real.clip_score, real.r_precision));
+    assert_eq!(as_gen.zero_shot, real.zero_shot);
+    for (attr, acc) in &real.detected {
+        assert!(*acc >= 0.9, "detector {attr} on real faces: {acc}");
+    }
+
+    let generated = eval::generate(&model, &examples, &opts, &|_, _| {}).unwrap();
+    assert_eq!(generated.len(), 12);
+    assert_eq!((generated[0].width, generated[0].height), (24, 24));
+    // Image i does not depend on the batch size.
+    let one = eval::generate(&model, &examples[..1], &Options { batch: 1, ..opts }, &|_, _| {}).unwrap();
+    assert_eq!(one[0], generated[0]);
+    let (fd, _, m, _) = eval::evaluate(&model.clip, &examples, &generated, &opts).unwrap();
+    assert!(fd.is_finite() && fd > 0.0 && m.clip_score.is_finite());
+
+    // The CLI: a model file, an evaluator, a report folder.
+    let model_path = dir.join("m.safetensors");
+    model.save(&model_path).unwrap();
+    let out = dir.join("report");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_ratlip"))
+        .args(["eval", "--model", model_path.to_str().unwrap(), "--data", dir.to_str().unwrap(), "--evaluator", model_path.to_str().unwrap(), "--count", "8", "--batch", "4", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "ratlip eval failed: {}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["count"], 8);
+    assert!(report["fd"].as_f64().unwrap().is_finite());
+    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("| FD"));
+    let text = ratlip::images::png_text(&out.join("samples.png")).unwrap();
+    assert!(text.iter().any(|(k, v)| k == "prompts" && v.starts_with("portrait of")), "{text:?}");
+    // Not a faces folder: a clear error.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_ratlip"))
+        .args(["eval", "--model", model_path.to_str().unwrap(), "--data", out.to_str().unwrap(), "--evaluator", model_path.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("attributes.jsonl"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
