@@ -337,3 +337,31 @@ fn galip_checkpoint_import_export() {
 fn ratlip_release_checkpoint_import_export() {
     import_export_round_trip("ratlip-release");
 }
+
+/// The ablation "RAT without shuffle attention": ratlip's recurrent affines with GALIP's plain
+/// convs. The override travels in the model file; the plain presets do not mention it.
+#[test]
+fn ratlip_without_shuffle_attention() {
+    let g = gpu();
+    use ratlip::model::{Arch, ModelConfig};
+    let mut cfg = ModelConfig::tiny(Arch::Ratlip);
+    assert!(!cfg.to_json().contains("shuffle_attention"), "presets keep the arch's own choice implicit");
+    cfg.shuffle_attention = Some(false);
+    let m = Model::init(&g, cfg.clone(), None, 3, false).unwrap();
+    let names: Vec<&str> = m.params.names().collect();
+    assert!(names.iter().any(|n| n.contains("mapping.rat.cell")), "RAT kept");
+    assert!(!names.iter().any(|n| n.contains(".se.") || n.contains(".bn.")), "no ConvSA left: {:?}", names.iter().filter(|n| n.contains(".se.")).collect::<Vec<_>>());
+    let with_sa = Model::init(&g, ModelConfig::tiny(Arch::Ratlip), None, 3, false).unwrap();
+    assert!(m.parameter_counts().0 < with_sa.parameter_counts().0);
+    let z = Tensor::from_slice(&g, &[2, cfg.z_dim], &ratlip::rng::Rng::new(1).normals(2 * cfg.z_dim)).unwrap();
+    let s = Tensor::from_slice(&g, &[2, cfg.cond_dim], &ratlip::rng::Rng::new(2).normals(2 * cfg.cond_dim)).unwrap();
+    let img = m.generate(&z, &s).unwrap();
+    assert_eq!(img.shape(), &[2, 3, cfg.image_size, cfg.image_size]);
+    assert!(img.to_vec().unwrap().iter().all(|x| x.is_finite()));
+    let path = std::env::temp_dir().join(format!("ratlip-no-sa-{}.safetensors", std::process::id()));
+    m.save(&path).unwrap();
+    let back = Model::load(&g, &path).unwrap();
+    assert_eq!(back.config.shuffle_attention, Some(false));
+    assert_eq!(back.generate(&z, &s).unwrap().to_vec().unwrap(), img.to_vec().unwrap());
+    let _ = std::fs::remove_file(&path);
+}

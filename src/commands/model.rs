@@ -56,7 +56,7 @@ pub fn info(gpu: &Gpu, path: &Path, json: bool) -> Result<()> {
         c.code_size(),
         c.mid_ch,
         c.lstm_hidden,
-        if c.arch.shuffle_attention() { format!("{} groups", c.sa_groups) } else { "no".into() }
+        if c.shuffle_attention() { format!("{} groups", c.sa_groups) } else { "no".into() }
     );
     let v = &c.clip.vision;
     let t = &c.clip.text;

@@ -29,6 +29,14 @@ pub struct TrainArgs {
     /// Start from this model file (it must hold NetD/NetC) instead of a fresh init.
     #[arg(long, value_name = "INIT.safetensors", conflicts_with = "resume")]
     model: Option<PathBuf>,
+    /// A fresh model's frozen CLIP from this file (e.g. a `ratlip train-clip` checkpoint):
+    /// its sizes replace the config's CLIP and cond_dim becomes its embed_dim.
+    #[arg(long, value_name = "CLIP.safetensors", conflicts_with_all = ["model", "resume"])]
+    clip: Option<PathBuf>,
+    /// A fresh ratlip/ratlip-release G with plain convs instead of ConvSA: the paper's ablation
+    /// "RAT without shuffle attention".
+    #[arg(long, conflicts_with_all = ["model", "resume"])]
+    no_shuffle_attention: bool,
     /// Model config JSON for a fresh init (the "config" object `ratlip model info --json` prints).
     #[arg(long, value_name = "FILE.json", conflicts_with_all = ["model", "resume"])]
     config: Option<PathBuf>,
@@ -147,7 +155,21 @@ pub fn train(gpu: &Gpu, a: &TrainArgs) -> Result<()> {
         }
         None => {
             let (data, out) = (a.data.clone().context("--data is required")?, a.out.clone().context("--out is required")?);
-            let mut config = RunConfig::new(data, model_config(a)?);
+            let mut model_cfg = model_config(a)?;
+            if a.no_shuffle_attention {
+                model_cfg.shuffle_attention = Some(false);
+            }
+            let clip = match &a.clip {
+                Some(p) => {
+                    let clip = super::clip::load(gpu, p)?;
+                    model_cfg.clip = clip.config.clone();
+                    model_cfg.cond_dim = clip.config.embed_dim;
+                    Some(clip)
+                }
+                None => None,
+            };
+            model_cfg.validate().context("the model config with this CLIP (see `ratlip model info --json` for the fields; --config sets them)")?;
+            let mut config = RunConfig::new(data, model_cfg);
             config.batch = a.batch;
             config.steps = a.steps.unwrap_or(1000);
             config.seed = a.seed;
@@ -162,7 +184,7 @@ pub fn train(gpu: &Gpu, a: &TrainArgs) -> Result<()> {
                     config.init = Some(p.clone());
                     super::model::open(gpu, p)?
                 }
-                None => Model::init(gpu, config.model.clone(), None, a.seed, true)?,
+                None => Model::init(gpu, config.model.clone(), clip, a.seed, true)?,
             };
             Run::create(&out, config, model).with_context(|| format!("starting a run in {}", out.display()))?
         }

@@ -67,6 +67,10 @@ pub struct ModelConfig {
     /// ViT blocks (0-based) whose token maps feed NetD.
     pub clip_features: Vec<usize>,
     pub clip: ClipConfig,
+    /// Overrides the arch's choice of ConvSA vs plain convs: `Some(false)` with `ratlip` is
+    /// the paper's ablation "RAT without shuffle attention". Absent: the arch's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shuffle_attention: Option<bool>,
 }
 
 impl ModelConfig {
@@ -89,6 +93,7 @@ impl ModelConfig {
             netc_hidden: 128,
             clip_features: vec![1, 4, 8],
             clip: ClipConfig::vit_b32(),
+            shuffle_attention: None,
         }
     }
 
@@ -118,7 +123,13 @@ impl ModelConfig {
                 embed_dim: 16,
                 layer_norm_eps: 1e-5,
             },
+            shuffle_attention: None,
         }
+    }
+
+    /// Whether G's convs are ConvSA (conv → BN → LeakyReLU → shuffle attention).
+    pub fn shuffle_attention(&self) -> bool {
+        self.shuffle_attention.unwrap_or(self.arch.shuffle_attention())
     }
 
     pub fn cond_width(&self) -> usize {
@@ -175,7 +186,7 @@ impl ModelConfig {
         if self.prompts >= v.layers || self.clip_features.iter().any(|&i| i >= v.layers) || self.clip_features.is_empty() {
             return bad(format!("CLIP has {} vision blocks: need more than prompts {} and features {:?}", v.layers, self.prompts, self.clip_features));
         }
-        if self.arch.shuffle_attention() {
+        if self.shuffle_attention() {
             let g2 = 2 * self.sa_groups;
             let mut convs = vec![self.code_ch];
             convs.extend(self.image_channels().iter().map(|&(_, o)| o));

@@ -53,7 +53,7 @@ impl Generator {
         let cfg = config;
         let cond = cfg.cond_width();
         let (hid, g) = (cfg.lstm_hidden, cfg.code_size());
-        let sa = cfg.arch.shuffle_attention().then_some(cfg.sa_groups);
+        let sa = cfg.shuffle_attention().then_some(cfg.sa_groups);
         let bridge_kind = match cfg.arch {
             Arch::Galip => AffineKind::Cond,
             Arch::Ratlip => AffineKind::SharedRat,
