@@ -54,7 +54,7 @@ fn harness(options: AppOptions) -> Harness<'static, App> {
 }
 
 fn options(model: Option<PathBuf>) -> AppOptions {
-    AppOptions { model, search: vec![], adapter: None }
+    AppOptions { model, search: vec![], adapter: None, run: None }
 }
 
 /// Steps frames until the worker has answered everything (or fails after two minutes).
@@ -315,7 +315,7 @@ fn no_model_screen_explains_how_to_get_one_and_opens_a_dropped_file() {
     let dir = tempdir("none");
     // The default search list, pointed at places that do not exist.
     let search = vec![dir.join("ratlip.safetensors"), dir.join("assets/default.safetensors")];
-    let mut h = harness(AppOptions { model: None, search, adapter: None });
+    let mut h = harness(AppOptions { model: None, search, adapter: None, run: None });
     h.run_steps(2);
     assert!(h.state().model.is_none());
     assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
@@ -332,5 +332,54 @@ fn no_model_screen_explains_how_to_get_one_and_opens_a_dropped_file() {
     settle(&mut h);
     assert_eq!(h.state().model.as_ref().map(|m| m.path.clone()), Some(model));
     assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// While G works on a long job, egui's frames still reach the screen: the worker submits G's
+/// pass in pieces and waits for each, so the renderer's submissions slot in between instead
+/// of queueing behind the whole job (lavapipe runs one queue in order).
+#[test]
+fn frames_keep_being_drawn_while_generating() {
+    let dir = tempdir("pace");
+    let model = tiny_model(&dir);
+    let mut h = opened(&model);
+    h.state_mut().prompt.count = 64;
+    // Once to build the pipelines and encode the prompt, so the timed job is G alone.
+    h.state_mut().generate_prompt();
+    settle(&mut h);
+    // The frame rate with nothing generating, for comparison.
+    let idle = Instant::now();
+    let mut idle_frames = 0;
+    while idle.elapsed() < Duration::from_secs(2) {
+        h.step();
+        h.render().unwrap();
+        idle_frames += 1;
+    }
+    let idle_fps = idle_frames as f64 / idle.elapsed().as_secs_f64();
+    let mut gaps = Vec::new();
+    let mut frames = 0u32;
+    h.state_mut().generate_prompt();
+    let start = Instant::now();
+    let mut last = start;
+    while h.state().busy() {
+        h.step();
+        h.render().unwrap();
+        frames += 1;
+        gaps.push(last.elapsed().as_secs_f64());
+        last = Instant::now();
+        assert!(start.elapsed() < Duration::from_secs(120), "generation took over two minutes");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let shown = h.state().prompt.result.as_ref().expect("images");
+    assert_eq!(shown.count, 64);
+    let worst = gaps.iter().cloned().fold(0.0, f64::max);
+    println!(
+        "idle: {idle_fps:.1} frames/s; while generating 64 images: {frames} frames drawn in {secs:.2} s ({:.1} frames/s), longest gap {:.0} ms, {:.1} ms per image",
+        frames as f64 / secs,
+        worst * 1e3,
+        shown.ms_per_image
+    );
+    assert!(frames >= 4, "only {frames} frames were drawn while generating for {secs:.2} s");
+    assert!(worst < secs / 3.0, "one frame waited {worst:.2} s of a {secs:.2} s job: the job was not split");
     std::fs::remove_dir_all(&dir).ok();
 }

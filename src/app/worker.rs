@@ -46,6 +46,9 @@ pub enum Job {
     Save { images: Tensor, cols: usize, path: PathBuf, text: Vec<(String, String)> },
 }
 
+/// Dispatches per submission while the app generates (see `Gpu::set_pace`).
+const PACE: usize = 64;
+
 pub struct ModelSummary {
     pub path: PathBuf,
     pub arch: String,
@@ -77,6 +80,10 @@ pub struct Worker {
 
 impl Worker {
     pub fn spawn(gpu: Gpu, wake: impl Fn() + Send + 'static) -> std::result::Result<Worker, String> {
+        // The device is shared with egui's renderer: G's work goes in pieces, each waited
+        // for, so the window's frames run between them (see Gpu::set_pace).
+        let pace = std::env::var("RATLIP_APP_PACE").ok().and_then(|v| v.parse().ok()).unwrap_or(PACE);
+        gpu.set_pace(pace);
         let (jobs, job_rx) = channel::<Job>();
         let (reply_tx, replies) = channel();
         std::thread::Builder::new()
@@ -230,7 +237,7 @@ impl State {
         let atlas = self.to_texture.as_ref().expect("just set").encode(&self.gpu, &images, cols)?;
         // Waiting here (on this thread) makes the time honest and the texture complete
         // before the UI draws it.
-        self.gpu.sync()?;
+        self.gpu.wait()?;
         let ms_per_image = started.elapsed().as_secs_f64() * 1e3 / k as f64;
         Ok(Rendered { id, atlas, images, ms_per_image, truncated })
     }

@@ -33,6 +33,8 @@ pub(crate) struct GpuInner {
     /// Test hook: a smaller binding limit than the device's, so that the code paths that
     /// split oversized tensors can be exercised with small tensors. 0 = the device's.
     pub binding_limit_override: std::sync::atomic::AtomicU64,
+    /// Dispatches per submission when pacing (`Gpu::set_pace`); 0 = off.
+    pub pace: std::sync::atomic::AtomicUsize,
 }
 
 /// How to pick an adapter.
@@ -117,6 +119,7 @@ impl Gpu {
                 pending: Mutex::new(pending),
                 fault,
                 binding_limit_override: Default::default(),
+                pace: Default::default(),
             }),
         }
     }
