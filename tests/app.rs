@@ -6,6 +6,7 @@
 //! them). The tiny model's images are those of an untrained G: the snapshots check layout
 //! and that pixels arrive, not beauty.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -104,7 +105,7 @@ fn prompt_enter_generates_images_and_saves_a_png() {
     h.get_by_label("Prompt:").type_text("a small red bird");
     h.step();
     h.key_press(egui::Key::Enter);
-    h.step();
+    h.run_steps(2);
     assert!(h.state().busy(), "Enter should start a generation");
     settle(&mut h);
     let app = h.state();
@@ -381,5 +382,188 @@ fn frames_keep_being_drawn_while_generating() {
     );
     assert!(frames >= 4, "only {frames} frames were drawn while generating for {secs:.2} s");
     assert!(worst < secs / 3.0, "one frame waited {worst:.2} s of a {secs:.2} s job: the job was not split");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// One metrics.jsonl line as `ratlip train` writes it, with made-up figures.
+fn metrics_line(step: u64) -> String {
+    let s = step as f64;
+    serde_json::json!({
+        "step": step, "loss_real": 0.9, "loss_mis": 0.4, "loss_fake": 0.7, "magp": 0.05 + 0.01 * (s * 0.7).sin(),
+        "loss_d": 2.0 - 0.03 * s + 0.1 * (s * 1.3).sin(), "loss_g": 1.0 + 0.02 * s + 0.1 * (s * 0.9).cos(), "loss_g_adv": 0.5,
+        "cos": 0.1 + 0.005 * s, "grad_norm_d": 1.0, "grad_norm_g": 2.0, "magp_step": 0.0,
+        "images_per_s": 4.0, "step_s": 2.0, "wall_s": 2.0 * s, "epoch": 0, "skipped_images": 0,
+    })
+    .to_string()
+}
+
+/// A sample grid PNG of one colour (so the screen can be checked for it).
+fn sample_png(path: &Path, rgb: [u8; 3]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    image::RgbImage::from_pixel(54, 54, image::Rgb(rgb)).save(path).unwrap();
+}
+
+/// The colour at the centre of the one image on screen.
+fn shown_colour(h: &mut Harness<'static, App>) -> [u8; 3] {
+    let rects: Vec<egui::Rect> = h.get_all_by_role(Role::Image).map(|n| n.rect()).collect();
+    assert_eq!(rects.len(), 1, "one sample grid on screen");
+    let ppp = h.ctx.pixels_per_point();
+    let c = rects[0].center();
+    let screen = h.render().unwrap();
+    let p = screen.get_pixel((c.x * ppp) as u32, (c.y * ppp) as u32);
+    [p[0], p[1], p[2]]
+}
+
+#[test]
+fn run_tab_draws_a_run_and_follows_it() {
+    let dir = tempdir("run");
+    let config = serde_json::json!({"data": "data/synth", "steps": 40, "batch": 8, "model": {"arch": "ratlip", "image_size": 24}});
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let mut lines: String = (1..=10).map(|s| metrics_line(s) + "\n").collect();
+    // The trainer is half-way through appending step 11.
+    let next = metrics_line(11);
+    let (head, rest) = next.split_at(next.len() / 2);
+    lines += head;
+    std::fs::write(dir.join("metrics.jsonl"), &lines).unwrap();
+    sample_png(&dir.join("samples/step_000005.png"), [200, 30, 30]);
+    sample_png(&dir.join("samples/step_000010.png"), [30, 160, 40]);
+
+    let mut h = harness(AppOptions { run: Some(dir.clone()), ..options(None) });
+    h.run_steps(2);
+    assert_eq!(h.state().tab, Tab::Run, "--run opens the Run tab");
+    let run = h.state().run.as_ref().expect("a run");
+    assert!(run.problems.is_empty(), "{:?}", run.problems);
+    assert_eq!(run.points.len(), 10, "the half-written line is not read yet");
+    assert_eq!(run.bad_lines, 0);
+    assert_eq!(run.sample_step, Some(10), "the newest sample grid");
+    h.get_by_label_contains("step 10 of 40");
+    h.get_by_label_contains("4.0 images/s");
+    h.get_by_label_contains("about 1m 00s left");
+    h.get_by_label("D loss");
+    h.get_by_label("MA-GP");
+    h.get_by_label_contains("Samples at step 10");
+    assert_eq!(shown_colour(&mut h), [30, 160, 40], "the step 10 grid is on screen");
+    h.snapshot("app_run");
+
+    // The run goes on: the rest of step 11, steps 12..=20 and a new grid.
+    let more: String = std::iter::once(rest.to_string() + "\n").chain((12..=20).map(|s| metrics_line(s) + "\n")).collect();
+    std::fs::OpenOptions::new().append(true).open(dir.join("metrics.jsonl")).unwrap().write_all(more.as_bytes()).unwrap();
+    sample_png(&dir.join("samples/step_000020.png"), [40, 60, 220]);
+    std::thread::sleep(ratlip::app::run_view::REFRESH + Duration::from_millis(100));
+    h.run_steps(2);
+    let run = h.state().run.as_ref().unwrap();
+    assert_eq!(run.points.len(), 20, "steps 11..=20 were read");
+    assert_eq!(run.points[10].step, 11.0);
+    assert_eq!(run.sample_step, Some(20));
+    h.get_by_label_contains("step 20 of 40");
+    assert_eq!(shown_colour(&mut h), [40, 60, 220], "the step 20 grid replaced the old one");
+
+    // A resumed run rewrites metrics.jsonl shorter: read again from the start.
+    std::fs::write(dir.join("metrics.jsonl"), (1..=3).map(|s| metrics_line(s) + "\n").collect::<String>()).unwrap();
+    h.get_by_label("Refresh").click();
+    h.run_steps(2);
+    assert_eq!(h.state().run.as_ref().unwrap().points.len(), 3);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_bad_run_folder_shows_messages() {
+    let dir = tempdir("badrun");
+    std::fs::write(dir.join("metrics.jsonl"), "not json\n{\"step\": 1, \"loss_d\": 0.5}\n{\"loss_d\": 1}\n{\"ste").unwrap();
+    std::fs::create_dir_all(dir.join("samples")).unwrap();
+    std::fs::write(dir.join("samples/step_000001.png"), b"not a png").unwrap();
+    let mut h = harness(options(None));
+    h.run_steps(2);
+    // A folder dropped on the window opens as a run.
+    h.event(egui::Event::WindowFocused(true));
+    h.input_mut().dropped_files.push(std::sync::Arc::new(Dropped(dir.clone())));
+    h.run_steps(2);
+    assert_eq!(h.state().tab, Tab::Run);
+    let run = h.state().run.as_ref().expect("a run");
+    assert_eq!(run.points.len(), 1);
+    assert_eq!(run.bad_lines, 2, "the line that is not JSON and the one without a step");
+    assert!(run.problems.iter().any(|p| p.contains("no config.json")), "{:?}", run.problems);
+    assert!(run.problems.iter().any(|p| p.contains("step_000001.png")), "{:?}", run.problems);
+    assert_eq!(run.sample_step, None);
+    h.get_by_label_contains("step 1");
+    h.get_by_label_contains("are not step records");
+
+    // A folder that is not there, and one that holds no run.
+    h.state_mut().run_field = dir.join("missing").display().to_string();
+    h.get_by_label("Show run").click();
+    h.run_steps(2);
+    assert!(h.state().run.as_ref().unwrap().problems.iter().any(|p| p.contains("is not a folder")));
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    h.state_mut().run_field = empty.display().to_string();
+    h.get_by_label("Show run").click();
+    h.run_steps(2);
+    h.get_by_label_contains("does not look like a training run");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn open_dialog_browses_to_a_model() {
+    let dir = tempdir("dialog");
+    let model = tiny_model(&dir);
+    std::fs::create_dir_all(dir.join("runs")).unwrap();
+    std::fs::write(dir.join("notes.txt"), "not a model").unwrap();
+    std::fs::write(dir.join("released.pth"), "a pickle").unwrap();
+    let mut h = harness(options(None));
+    h.run_steps(2);
+    h.get_by_label("Open…").click();
+    // A window appears on the frame after its first (sizing) one.
+    h.run_steps(2);
+    assert!(h.state().dialog.visible);
+
+    // Type a folder, go into a listed one, up and back in.
+    h.state_mut().dialog.dir_field = "target/app-tests".into();
+    h.get_by_label("Folder:").focus();
+    h.step();
+    h.key_press(egui::Key::Enter);
+    h.run_steps(2);
+    assert!(h.state().dialog.error.is_none(), "{:?}", h.state().dialog.error);
+    assert_eq!(h.state().dialog.dir, PathBuf::from("target/app-tests"));
+    h.get_by_label("dialog/").click();
+    h.run_steps(2);
+    assert_eq!(h.state().dialog.dir, dir);
+    h.get_by_label("Up").click();
+    h.run_steps(2);
+    assert_eq!(h.state().dialog.dir, PathBuf::from("target/app-tests"));
+    h.get_by_label("dialog/").click();
+    h.run_steps(2);
+    let names: Vec<(String, bool)> = h.state().dialog.entries.iter().map(|e| (e.name.clone(), e.is_model())).collect();
+    assert_eq!(
+        names,
+        [("runs".into(), false), ("notes.txt".into(), false), ("released.pth".into(), true), ("tiny.safetensors".into(), true)]
+    );
+    h.get_by_label("tiny.safetensors").click();
+    h.step();
+    assert_eq!(h.state().dialog.selected.as_ref(), Some(&model));
+    h.run_steps(2);
+    h.snapshot("app_open_dialog");
+
+    h.get_all_by_label("Open").last().unwrap().click();
+    h.step();
+    settle(&mut h);
+    assert!(!h.state().dialog.visible);
+    assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
+    assert_eq!(h.state().model.as_ref().map(|m| m.path.clone()), Some(model.clone()));
+    h.get_by_label("Generate").click();
+    h.step();
+    settle(&mut h);
+    assert_eq!(h.state().prompt.result.as_ref().map(|r| r.count), Some(4), "images from the model opened");
+
+    // The dialog remembers its folder; a .pth gets told how to import it.
+    h.get_by_label("Open…").click();
+    h.run_steps(2);
+    assert_eq!(h.state().dialog.dir, dir);
+    h.get_by_label("released.pth").click();
+    h.step();
+    h.get_all_by_label("Open").last().unwrap().click();
+    h.step();
+    settle(&mut h);
+    assert!(h.state().errors.iter().any(|e| e.contains("ratlip import --checkpoint")), "{:?}", h.state().errors);
+    assert_eq!(h.state().model.as_ref().map(|m| m.path.clone()), Some(model), "the open model stays");
     std::fs::remove_dir_all(&dir).ok();
 }

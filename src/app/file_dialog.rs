@@ -80,6 +80,7 @@ impl FileDialog {
             .open(&mut open)
             .collapsible(false)
             .default_size([520.0, 420.0])
+            .anchor(egui::Align2::CENTER_TOP, [0.0, 60.0])
             .show(ctx, |ui| {
                 ui.horizontal(|ui| {
                     if ui.button("Up").on_hover_text("the parent folder").clicked() {

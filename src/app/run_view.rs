@@ -305,28 +305,46 @@ impl RunView {
             let l = ui.label("Smoothing:");
             ui.add(egui::Slider::new(&mut self.smoothing, 0.0..=0.99).fixed_decimals(2)).labelled_by(l.id);
         });
-        if !self.points.is_empty() {
-            let w = (ui.available_width() - 8.0).max(200.0);
-            let size = egui::vec2(w.min(860.0), 170.0);
-            let pick = |f: fn(&Point) -> f64| -> Vec<(f64, f64)> {
-                self.points.iter().map(|p| (p.step, f(p))).filter(|(_, y)| y.is_finite()).collect()
-            };
-            let a = self.smoothing;
-            plot(ui, "losses", size, &[
-                ("D loss", egui::Color32::from_rgb(230, 90, 80), smooth(&pick(|p| p.loss_d), a)),
-                ("G loss", egui::Color32::from_rgb(90, 160, 240), smooth(&pick(|p| p.loss_g), a)),
-            ]);
-            plot(ui, "cos and MA-GP", size, &[
-                ("cos (image, text)", egui::Color32::from_rgb(110, 200, 110), smooth(&pick(|p| p.cos), a)),
-                ("MA-GP", egui::Color32::from_rgb(220, 180, 60), smooth(&pick(|p| p.magp), a)),
-            ]);
-        }
-        if let (Some(t), Some(step)) = (&self.sample, self.sample_step) {
-            ui.label(format!("Samples at step {step} (fixed noise and captions):"));
-            let [w, h] = self.sample_size;
-            let scale = ((ui.available_width() - 8.0) / w as f32).clamp(0.25, 3.0).floor().max(1.0);
-            ui.add(egui::Image::new(egui::load::SizedTexture::new(t.id(), egui::vec2(w as f32 * scale, h as f32 * scale))));
-        }
+        // Curves on the left, the newest sample grid on the right.
+        let sample_w = match self.sample_step {
+            Some(_) => (ui.available_width() * 0.4).min(self.sample_size[0] as f32 * 3.0),
+            None => 0.0,
+        };
+        ui.horizontal_top(|ui| {
+            ui.vertical(|ui| {
+                let w = (ui.available_width() - sample_w - 16.0).max(240.0);
+                let size = egui::vec2(w, 150.0);
+                if self.points.is_empty() {
+                    return;
+                }
+                let pick = |f: fn(&Point) -> f64| -> Vec<(f64, f64)> {
+                    self.points.iter().map(|p| (p.step, f(p))).filter(|(_, y)| y.is_finite()).collect()
+                };
+                let a = self.smoothing;
+                plot(ui, "Losses", size, &[
+                    ("D loss", egui::Color32::from_rgb(230, 90, 80), smooth(&pick(|p| p.loss_d), a)),
+                    ("G loss", egui::Color32::from_rgb(90, 160, 240), smooth(&pick(|p| p.loss_g), a)),
+                ]);
+                plot(ui, "Text match and penalty", size, &[
+                    ("cos (image, text)", egui::Color32::from_rgb(110, 200, 110), smooth(&pick(|p| p.cos), a)),
+                    ("MA-GP", egui::Color32::from_rgb(220, 180, 60), smooth(&pick(|p| p.magp), a)),
+                ]);
+            });
+            if let (Some(t), Some(step)) = (&self.sample, self.sample_step) {
+                ui.vertical(|ui| {
+                    ui.label(format!("Samples at step {step}:"));
+                    let [w, h] = self.sample_size;
+                    // Whole multiples when enlarging, so pixels stay square blocks.
+                    let mut scale = sample_w / w as f32;
+                    if scale >= 1.0 {
+                        scale = scale.floor();
+                    }
+                    let size = egui::vec2(w as f32 * scale, h as f32 * scale);
+                    ui.add(egui::Image::new(egui::load::SizedTexture::new(t.id(), size)).fit_to_exact_size(size));
+                    ui.weak("fixed noise and captions");
+                });
+            }
+        });
         action
     }
 }
@@ -378,7 +396,8 @@ fn plot(ui: &mut egui::Ui, title: &str, size: egui::Vec2, series: &[(&str, egui:
     ui.horizontal(|ui| {
         ui.label(egui::RichText::new(title).strong());
         for (name, color, _) in series {
-            ui.label(egui::RichText::new("━━").color(*color));
+            let (swatch, _) = ui.allocate_exact_size(egui::vec2(18.0, 3.0), egui::Sense::hover());
+            ui.painter().rect_filled(swatch, 0.0, *color);
             ui.label(*name);
         }
     });
