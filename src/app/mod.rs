@@ -118,7 +118,8 @@ pub struct Shown {
     pub count: usize,
     pub size: usize,
     pub ms_per_image: f64,
-    images: crate::Tensor,
+    /// G's float output, in the pieces it was made in.
+    images: Vec<crate::Tensor>,
     /// PNG text chunks for "Save PNG".
     meta: Vec<(String, String)>,
 }
