@@ -450,6 +450,12 @@ fn run_tab_draws_a_run_and_follows_it() {
     std::fs::write(dir.join("metrics.jsonl"), &lines).unwrap();
     sample_png(&dir.join("samples/step_000005.png"), [200, 30, 30]);
     sample_png(&dir.join("samples/step_000010.png"), [30, 160, 40]);
+    // A complete checkpoint (model file and train state) and a newer incomplete one.
+    std::fs::create_dir_all(dir.join("checkpoints")).unwrap();
+    let ckpt = dir.join("checkpoints/step_000008.safetensors");
+    std::fs::rename(tiny_model(&dir), &ckpt).unwrap();
+    std::fs::write(dir.join("checkpoints/train_state_000008.safetensors"), b"state").unwrap();
+    std::fs::write(dir.join("checkpoints/step_000010.safetensors"), b"being written").unwrap();
 
     let mut h = harness(AppOptions { run: Some(dir.clone()), ..options(None) });
     h.run_steps(2);
@@ -481,11 +487,25 @@ fn run_tab_draws_a_run_and_follows_it() {
     h.get_by_label_contains("step 20 of 40");
     assert_eq!(shown_colour(&mut h), [40, 60, 220], "the step 20 grid replaced the old one");
 
+    // Smoothing is an exponential moving average over the steps, drawn without trouble.
+    let smoothed = ratlip::app::run_view::smooth(&[(1.0, 0.0), (2.0, 1.0), (3.0, 1.0)], 0.5);
+    assert_eq!(smoothed, [(1.0, 0.0), (2.0, 0.5), (3.0, 0.75)]);
+    h.state_mut().run.as_mut().unwrap().smoothing = 0.9;
+    h.run_steps(2);
+
     // A resumed run rewrites metrics.jsonl shorter: read again from the start.
     std::fs::write(dir.join("metrics.jsonl"), (1..=3).map(|s| metrics_line(s) + "\n").collect::<String>()).unwrap();
     h.get_by_label("Refresh").click();
     h.run_steps(2);
     assert_eq!(h.state().run.as_ref().unwrap().points.len(), 3);
+
+    // Its newest complete checkpoint opens in the Prompt tab.
+    h.get_by_label("Load latest checkpoint (step 8)").click();
+    h.step();
+    settle(&mut h);
+    assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
+    assert_eq!(h.state().tab, Tab::Prompt);
+    assert_eq!(h.state().model.as_ref().map(|m| m.path.clone()), Some(ckpt));
     std::fs::remove_dir_all(&dir).ok();
 }
 
