@@ -57,11 +57,14 @@ enum Command {
         #[arg(long)]
         epoch: Option<i64>,
     },
-    /// The desktop app: prompt → images, interpolation, comparison (opens a window).
+    /// The desktop app: prompt → images, interpolation, comparison, a training run (opens a window).
     App {
         /// Model file to open (default: ./ratlip.safetensors or assets/default.safetensors).
         #[arg(long)]
         model: Option<PathBuf>,
+        /// Training run folder (RUN of `ratlip train --out RUN`) to show in the Run tab.
+        #[arg(long, value_name = "RUN_DIR")]
+        run: Option<PathBuf>,
     },
     /// Generate images for a prompt.
     Generate {
@@ -267,8 +270,8 @@ fn train_spelling(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let gpu = || Gpu::new(&GpuOptions { adapter: cli.adapter.clone() });
     match cli.command {
-        Command::App { model } => {
-            let options = ratlip::app::AppOptions { model, adapter: cli.adapter.clone(), ..Default::default() };
+        Command::App { model, run } => {
+            let options = ratlip::app::AppOptions { model, run, adapter: cli.adapter.clone(), ..Default::default() };
             ratlip::app::run(options).map_err(anyhow::Error::msg)?;
         }
         Command::Info => {

@@ -1,12 +1,16 @@
 //! `ratlip app`: the desktop app. Tabs Prompt (text → images), Interpolate (a walk between
 //! two seeds or two prompts, with a slider and play button) and Compare (prompts × seeds on
-//! identical noise).
+//! identical noise), and Run (a training run's curves and samples, refreshed while it goes).
+//! Models open from the path field, the in-window "Open…" browser ([`file_dialog`]) or a
+//! file dropped on the window; a dropped folder opens as a run ([`run_view`]).
 //!
 //! Generation runs on a worker thread ([`worker`]) that shares eframe's wgpu device, so
 //! the generator, the conversion to an RGBA texture ([`texture`]) and egui's drawing all
 //! stay on one device: images reach the screen without a CPU round trip. The UI only sends
 //! jobs and polls replies each frame (repainting while a job is out).
 
+pub mod file_dialog;
+pub mod run_view;
 mod texture;
 mod worker;
 
@@ -17,6 +21,8 @@ use eframe::egui;
 use eframe::egui_wgpu;
 
 use crate::Gpu;
+pub use file_dialog::FileDialog;
+pub use run_view::RunView;
 pub use worker::{Item, NoiseId};
 use worker::{Job, ModelSummary, Rendered, Reply, Worker};
 
@@ -32,11 +38,13 @@ pub struct AppOptions {
     pub search: Vec<PathBuf>,
     /// Case-insensitive substring of the adapter's name (`--adapter`, `RATLIP_ADAPTER`).
     pub adapter: Option<String>,
+    /// A training run folder to show at once, in the Run tab (`--run`).
+    pub run: Option<PathBuf>,
 }
 
 impl Default for AppOptions {
     fn default() -> Self {
-        AppOptions { model: None, search: DEFAULT_MODEL_PATHS.iter().map(PathBuf::from).collect(), adapter: None }
+        AppOptions { model: None, search: DEFAULT_MODEL_PATHS.iter().map(PathBuf::from).collect(), adapter: None, run: None }
     }
 }
 
@@ -88,6 +96,7 @@ pub enum Tab {
     Prompt,
     Interpolate,
     Compare,
+    Run,
 }
 
 /// What a finished job is drawn as.
@@ -109,7 +118,8 @@ pub struct Shown {
     pub count: usize,
     pub size: usize,
     pub ms_per_image: f64,
-    images: crate::Tensor,
+    /// G's float output, in the pieces it was made in.
+    images: Vec<crate::Tensor>,
     /// PNG text chunks for "Save PNG".
     meta: Vec<(String, String)>,
 }
@@ -187,6 +197,12 @@ pub struct App {
     play_clock: Option<Instant>,
     /// Where a model was looked for (none was named).
     searched: Vec<PathBuf>,
+    /// The "Open…" browser; remembers its folder between openings.
+    pub dialog: FileDialog,
+    /// The training run in the Run tab.
+    pub run: Option<RunView>,
+    pub run_field: String,
+    egui_ctx: egui::Context,
 }
 
 /// What the UI knows of the open model.
@@ -239,6 +255,10 @@ impl App {
             ),
             play_clock: None,
             searched: if options.model.is_none() { options.search.clone() } else { Vec::new() },
+            dialog: FileDialog::new(PathBuf::from(".")),
+            run: None,
+            run_field: String::new(),
+            egui_ctx: cc.egui_ctx.clone(),
         };
         match &cc.wgpu_render_state {
             Some(rs) => {
@@ -258,7 +278,17 @@ impl App {
             Some(p) => app.open(p),
             None => {}
         }
+        if let Some(dir) = options.run.clone() {
+            app.open_run(dir);
+        }
         app
+    }
+
+    /// Shows the training run in `dir` in the Run tab (problems with it are shown there).
+    pub fn open_run(&mut self, dir: PathBuf) {
+        self.run_field = dir.display().to_string();
+        self.run = Some(RunView::open(&self.egui_ctx, dir));
+        self.tab = Tab::Run;
     }
 
     pub fn busy(&self) -> bool {
@@ -268,6 +298,15 @@ impl App {
     /// Asks the worker to open a model file (the answer arrives in a later frame).
     pub fn open(&mut self, path: PathBuf) {
         self.path_field = path.display().to_string();
+        if path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("pth")) {
+            // A PyTorch pickle needs the CLIP it was trained with to become a model file.
+            self.errors.push(format!(
+                "{} is a PyTorch checkpoint: convert it first with `ratlip import --checkpoint {} --clip ViT-B-32/ -o ratlip.safetensors`, then open the .safetensors file",
+                path.display(),
+                path.display()
+            ));
+            return;
+        }
         self.opening = Some(path.clone());
         self.send(Job::Open(path));
     }
@@ -505,7 +544,11 @@ impl App {
             let l = ui.label("Model file:");
             let field = ui.add(egui::TextEdit::singleline(&mut self.path_field).desired_width(360.0).hint_text("path/to/model.safetensors").id_salt("model path")).labelled_by(l.id);
             let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-            if ui.button("Open").clicked() || enter {
+            let open_clicked = ui.button("Open").clicked();
+            if ui.button("Open…").on_hover_text("browse for a model file").clicked() {
+                self.dialog.show_again();
+            }
+            if open_clicked || enter {
                 let p = self.path_field.trim().to_string();
                 if p.is_empty() {
                     self.errors.push("type the path of a model file (.safetensors) first".into());
@@ -549,7 +592,8 @@ impl App {
         ui.monospace("ratlip model new --arch ratlip --size tiny -o tiny.safetensors");
         ui.label("makes an untrained toy model, to try the app (its images are noise-like).");
         ui.add_space(8.0);
-        ui.label("Then type its path above and press Open, drop the file on this window, or start with `ratlip app --model FILE`.");
+        ui.label("Then type its path above and press Open, browse with Open…, drop the file on this window, or start with `ratlip app --model FILE`.");
+        ui.label("The Run tab shows a training run's curves and samples while it goes (`ratlip app --run RUN`, or drop its folder here).");
     }
 
     fn status_line(&self, ui: &mut egui::Ui, shown: Option<&Shown>) {
@@ -725,6 +769,40 @@ impl App {
     }
 }
 
+impl App {
+    fn run_tab(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            let l = ui.label("Run folder:");
+            let r = ui
+                .add(egui::TextEdit::singleline(&mut self.run_field).desired_width(360.0).hint_text("RUN_DIR of `ratlip train --out`").id_salt("run path"))
+                .labelled_by(l.id);
+            let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            if ui.button("Show run").clicked() || enter {
+                let p = self.run_field.trim().to_string();
+                if p.is_empty() {
+                    self.errors.push("type the folder of a training run (what `ratlip train --out` names) first".into());
+                } else {
+                    self.open_run(PathBuf::from(p));
+                }
+            }
+        });
+        let Some(run) = self.run.as_mut() else {
+            ui.add_space(12.0);
+            ui.label("No run open. A run folder is what `ratlip train --data DIR --out RUN` writes: its loss curves and sample grids are shown here and refresh while it trains.");
+            ui.label("Type its path above, drop the folder on this window, or start with `ratlip app --run RUN`.");
+            return;
+        };
+        run.tick(ui.ctx());
+        match run.ui(ui) {
+            run_view::RunAction::None => {}
+            run_view::RunAction::OpenModel(p) => {
+                self.open(p);
+                self.tab = Tab::Prompt;
+            }
+        }
+    }
+}
+
 /// Display side of one image: fills the width with `cols` images, shown at least at their
 /// own size and at most 192 points.
 fn image_side(ui: &egui::Ui, cols: usize, size: usize) -> f32 {
@@ -738,29 +816,38 @@ impl eframe::App for App {
         self.poll();
         let dropped: Vec<PathBuf> = ui.ctx().input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect());
         if let Some(p) = dropped.into_iter().next() {
-            self.open(p);
+            if p.is_dir() {
+                self.open_run(p);
+            } else {
+                self.open(p);
+            }
         }
         egui::CentralPanel::default_margins().show(ui, |ui| {
             self.top(ui);
             ui.separator();
-            if self.model.is_none() {
+            ui.horizontal(|ui| {
+                ui.selectable_value(&mut self.tab, Tab::Prompt, "Prompt");
+                ui.selectable_value(&mut self.tab, Tab::Interpolate, "Interpolate");
+                ui.selectable_value(&mut self.tab, Tab::Compare, "Compare");
+                ui.selectable_value(&mut self.tab, Tab::Run, "Run");
+            });
+            ui.separator();
+            if self.model.is_none() && self.tab != Tab::Run {
                 if self.opening.is_none() {
                     self.no_model(ui);
                 }
                 return;
             }
-            ui.horizontal(|ui| {
-                ui.selectable_value(&mut self.tab, Tab::Prompt, "Prompt");
-                ui.selectable_value(&mut self.tab, Tab::Interpolate, "Interpolate");
-                ui.selectable_value(&mut self.tab, Tab::Compare, "Compare");
-            });
-            ui.separator();
             egui::ScrollArea::vertical().show(ui, |ui| match self.tab {
                 Tab::Prompt => self.prompt_tab(ui),
                 Tab::Interpolate => self.interpolate_tab(ui),
                 Tab::Compare => self.compare_tab(ui),
+                Tab::Run => self.run_tab(ui),
             });
         });
+        if let Some(p) = self.dialog.ui(ui.ctx()) {
+            self.open(p);
+        }
         if self.busy() {
             ui.ctx().request_repaint();
         }

@@ -72,14 +72,10 @@ impl ToTexture {
         Ok(ToTexture { pipeline, layout })
     }
 
-    /// Encodes the conversion of `images` [K, 3, S, S] into a new texture, `cols` per row.
-    /// The texture is ready once the engine's pending work is submitted (`gpu.flush`).
-    pub fn encode(&self, gpu: &Gpu, images: &Tensor, cols: usize) -> Result<Atlas> {
-        let &[k, 3, s, s2] = images.shape() else {
-            return Err(Error::shape("app_texture", format!("expected [K, 3, S, S], got {:?}", images.shape())));
-        };
-        if s != s2 || k == 0 {
-            return Err(Error::shape("app_texture", format!("expected K ≥ 1 square images, got {:?}", images.shape())));
+    /// A texture for `k` images of side `s`, `cols` per row (filled by [`ToTexture::encode`]).
+    pub fn atlas(&self, gpu: &Gpu, k: usize, s: usize, cols: usize) -> Result<Atlas> {
+        if k == 0 || s == 0 {
+            return Err(Error::Other("an image atlas needs at least one image".into()));
         }
         let max = gpu.limits().max_texture_dimension_2d as usize;
         let cols = cols.clamp(1, k).min((max / s).max(1));
@@ -100,8 +96,24 @@ impl ToTexture {
             usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_SRC,
             view_formats: &[],
         });
-        let view = texture.create_view(&Default::default());
-        let params: [u32; 4] = [s as u32, k as u32, cols as u32, 0];
+        Ok(Atlas { texture, size: s, count: k, cols, rows })
+    }
+
+    /// Encodes the conversion of `images` [n, 3, S, S] into tiles `first..first + n` of
+    /// `atlas`. The tiles are ready once the engine's pending work is submitted (`gpu.flush`).
+    pub fn encode(&self, gpu: &Gpu, images: &Tensor, atlas: &Atlas, first: usize) -> Result<()> {
+        let &[k, 3, s, s2] = images.shape() else {
+            return Err(Error::shape("app_texture", format!("expected [K, 3, S, S], got {:?}", images.shape())));
+        };
+        if s != s2 || k == 0 || s != atlas.size || first + k > atlas.count {
+            return Err(Error::shape(
+                "app_texture",
+                format!("images {:?} at tile {first} do not fit an atlas of {} images of {}", images.shape(), atlas.count, atlas.size),
+            ));
+        }
+        let device = gpu.device();
+        let view = atlas.texture.create_view(&Default::default());
+        let params: [u32; 4] = [s as u32, k as u32, atlas.cols as u32, first as u32];
         let uniform = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("app_texture params"),
             size: 16,
@@ -136,6 +148,6 @@ impl ToTexture {
             pass.set_bind_group(0, &bind, &[]);
             pass.dispatch_workgroups(s.div_ceil(8) as u32, s.div_ceil(8) as u32, k as u32);
         });
-        Ok(Atlas { texture, size: s, count: k, cols, rows })
+        Ok(())
     }
 }

@@ -35,6 +35,8 @@ pub(crate) struct GpuInner {
     pub binding_limit_override: std::sync::atomic::AtomicU64,
     /// Per-entry dispatch count and seconds while profiling (`Gpu::start_profile`).
     pub profile: Mutex<Option<std::collections::BTreeMap<String, (u64, f64)>>>,
+    /// Dispatches per submission when pacing (`Gpu::set_pace`); 0 = off.
+    pub pace: std::sync::atomic::AtomicUsize,
 }
 
 /// How to pick an adapter.
@@ -120,6 +122,7 @@ impl Gpu {
                 fault,
                 binding_limit_override: Default::default(),
                 profile: Mutex::new(None),
+                pace: Default::default(),
             }),
         }
     }

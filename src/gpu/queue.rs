@@ -20,6 +20,10 @@ pub(crate) struct Pending {
     arena: Arc<wgpu::Buffer>,
     arena_bytes: Vec<u8>,
     align: u64,
+    /// Dispatches encoded since the last submission (for [`Gpu::set_pace`]).
+    dispatches: usize,
+    /// The last submission made by `flush`, for [`Gpu::wait`].
+    last_submit: Option<wgpu::SubmissionIndex>,
 }
 
 impl Pending {
@@ -30,7 +34,7 @@ impl Pending {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Pending { encoder: None, arena: Arc::new(arena), arena_bytes: Vec::new(), align: align.max(16) }
+        Pending { encoder: None, arena: Arc::new(arena), arena_bytes: Vec::new(), align: align.max(16), dispatches: 0, last_submit: None }
     }
 }
 
@@ -287,9 +291,39 @@ impl Gpu {
             pass.set_bind_group(0, &bind_group, &offsets);
             pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
         }
+        pending.dispatches += 1;
+        let due = pending.dispatches;
         drop(pending);
         self.inner.pool.lock().unwrap().stats.dispatches += 1;
+        let pace = self.inner.pace.load(std::sync::atomic::Ordering::Relaxed);
+        if pace > 0 && due >= pace {
+            self.wait()?;
+        }
         Ok(())
+    }
+
+    /// Splits work into submissions of at most `dispatches` dispatches, each waited for
+    /// before more is encoded (0, the default: one submission until a readback, as fast as
+    /// the engine goes). For a device shared with a renderer whose queue runs submissions in
+    /// order (lavapipe, and most drivers' single graphics queue): without it, a long job is
+    /// one submission that every frame queues behind. Only waiting makes room: a submission
+    /// not waited for is just queued ahead of the frame again.
+    pub fn set_pace(&self, dispatches: usize) {
+        self.inner.pace.store(dispatches, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Submits pending work and blocks until that submission has finished (unlike
+    /// [`Gpu::sync`], not until later submissions by other users of the device have).
+    pub fn wait(&self) -> Result<()> {
+        self.flush()?;
+        let index = self.inner.pending.lock().unwrap().last_submit.take();
+        if let Some(index) = index {
+            self.inner
+                .device
+                .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
+                .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        }
+        self.take_fault()
     }
 
     /// Runs `f` with the pending command encoder (created if needed), for copies and clears
@@ -310,10 +344,11 @@ impl Gpu {
             if !pending.arena_bytes.is_empty() {
                 self.inner.queue.write_buffer(&pending.arena, 0, &pending.arena_bytes);
             }
-            self.inner.queue.submit([encoder.finish()]);
+            pending.last_submit = Some(self.inner.queue.submit([encoder.finish()]));
             self.inner.pool.lock().unwrap().stats.submits += 1;
         }
         pending.arena_bytes.clear();
+        pending.dispatches = 0;
         drop(pending);
         self.take_fault()
     }

@@ -48,6 +48,29 @@ fn repeated_forward_allocates_nothing_new() {
 }
 
 #[test]
+fn paced_work_is_split_into_waited_submissions_with_the_same_results() {
+    let g = ratlip::Gpu::new(&ratlip::GpuOptions::default()).unwrap();
+    let x = Tensor::from_slice(&g, &[1000], &(0..1000).map(|i| i as f32 / 500.0 - 1.0).collect::<Vec<_>>()).unwrap();
+    let pass = || {
+        let a = elementwise::activation(&x, Activation::Tanh).unwrap();
+        let b = elementwise::mul(&a, &x).unwrap();
+        let c = elementwise::add(&b, &a).unwrap();
+        c.to_vec().unwrap()
+    };
+    let whole = pass();
+    let s0 = g.stats();
+    g.set_pace(2);
+    assert_eq!(pass(), whole, "pacing changes when work is submitted, not what it computes");
+    let s1 = g.stats();
+    // Dispatches 1-2 (paced), then dispatch 3 with the readback.
+    assert_eq!(s1.submits - s0.submits, 2);
+    g.wait().unwrap();
+    g.set_pace(0);
+    assert_eq!(pass(), whole);
+    assert_eq!(g.stats().submits - s1.submits, 1, "pace 0 is one submission again");
+}
+
+#[test]
 fn oversized_binding_is_an_error_not_a_crash() {
     // A kernel that cannot split its operand must get an error naming the limit.
     static COPY: ratlip::gpu::Kernel = ratlip::gpu::Kernel {
