@@ -6,3 +6,4 @@ pub mod explore;
 mod font;
 pub mod model;
 pub mod train;
+pub mod train_clip;

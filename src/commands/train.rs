@@ -62,7 +62,7 @@ pub struct TrainArgs {
 }
 
 /// Set by SIGINT; the training loop checks it between steps and checkpoints before leaving.
-static STOP: AtomicBool = AtomicBool::new(false);
+pub(crate) static STOP: AtomicBool = AtomicBool::new(false);
 
 #[cfg(unix)]
 extern "C" fn on_sigint(_: libc::c_int) {
@@ -72,7 +72,7 @@ extern "C" fn on_sigint(_: libc::c_int) {
     }
 }
 
-fn install_ctrl_c() {
+pub(crate) fn install_ctrl_c() {
     #[cfg(unix)]
     unsafe {
         // The handler only touches an atomic (async-signal-safe).
@@ -96,7 +96,7 @@ fn model_config(a: &TrainArgs) -> Result<ModelConfig> {
     })
 }
 
-fn fmt_time(s: f64) -> String {
+pub(crate) fn fmt_time(s: f64) -> String {
     let s = s.max(0.0) as u64;
     if s >= 3600 {
         format!("{}h{:02}m", s / 3600, s % 3600 / 60)
