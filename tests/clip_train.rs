@@ -248,3 +248,47 @@ fn resume_is_bit_exact() {
     assert!(sa == sb, "Adam state differs after resume");
     assert_eq!(losses(&straight), losses(&split), "metrics: the same losses, one line per step");
 }
+
+#[test]
+fn captions_longer_than_the_context_are_cut_and_recorded() {
+    let mut c = ratlip::train::clip::Captions::new(8).unwrap();
+    let short = c.ids("a red circle").unwrap();
+    assert_eq!(short.len(), 8);
+    assert!(c.truncated.is_empty());
+    let long = "portrait of a youthful man who is frowning, with a receding hairline and dark skin";
+    let ids = c.ids(long).unwrap();
+    assert_eq!(ids.len(), 8);
+    assert_eq!(*ids.last().unwrap(), 49407, "EOS stays last, where the text tower reads the sentence");
+    assert!(c.truncated[long] > 8);
+}
+
+#[test]
+fn cli_train_clip_then_eval() {
+    let dir = scratch("cli");
+    let data = faces(&dir, 14);
+    let cfg = dir.join("clip.json");
+    std::fs::write(&cfg, serde_json::to_string(&tiny_run(&data, 1).clip).unwrap()).unwrap();
+    let out = dir.join("run");
+    let bin = env!("CARGO_BIN_EXE_ratlip");
+    let args = ["train-clip", "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--config", cfg.to_str().unwrap()];
+    let r = std::process::Command::new(bin).args(args).args(["--batch", "4", "--steps", "2", "--holdout", "4"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success(), "{stderr}");
+    assert!(stderr.contains("step 2/2") && stderr.contains("ETA"), "{stderr}");
+    assert!(stdout.contains("zero-shot on 4 faces images") && stdout.contains("hair_color"), "{stdout}");
+    let ckpt = out.join("checkpoints/step_000002.safetensors");
+    let json = dir.join("eval.json");
+    let r = std::process::Command::new(bin)
+        .args(["clip", "eval", "--clip", ckpt.to_str().unwrap(), "--data", data.to_str().unwrap(), "--limit", "4", "--out", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    // The same CLIP on the same held-out images: the run's own report, number for number.
+    let a: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("zero_shot.json")).unwrap()).unwrap();
+    assert_eq!(a["attributes"], b["attributes"]);
+    // A second run into the same folder is refused, pointing at --resume.
+    let r = std::process::Command::new(bin).args(args).output().unwrap();
+    assert!(!r.status.success() && String::from_utf8_lossy(&r.stderr).contains("--resume"));
+}
