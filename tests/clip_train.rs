@@ -292,3 +292,24 @@ fn cli_train_clip_then_eval() {
     let r = std::process::Command::new(bin).args(args).output().unwrap();
     assert!(!r.status.success() && String::from_utf8_lossy(&r.stderr).contains("--resume"));
 }
+
+#[test]
+fn the_clip_loader_does_not_flip() {
+    use ratlip::train::data::{Dataset, Loader, Position};
+    let dir = scratch("flip");
+    let data = faces(&dir, 16);
+    let ds = std::sync::Arc::new(Dataset::open(&data).unwrap());
+    let s = 16;
+    let with = Loader::with_flip(ds.clone(), s, 3, Position::default(), 1, 4, true).next_batch(16).unwrap();
+    let without = Loader::with_flip(ds, s, 3, Position::default(), 1, 4, false).next_batch(16).unwrap();
+    let mirror = |p: &[f32]| -> Vec<f32> { (0..p.len()).map(|i| p[i - i % s + (s - 1 - i % s)]).collect() };
+    let mut flipped = 0;
+    for (a, b) in with.iter().zip(&without) {
+        assert_eq!((a.item, &a.caption), (b.item, &b.caption), "the same sample, caption and crop either way");
+        if a.pixels != b.pixels {
+            assert_eq!(mirror(&a.pixels), b.pixels, "the only difference is the mirror image");
+            flipped += 1;
+        }
+    }
+    assert!(flipped > 0 && flipped < 16, "the augmentation flips about half ({flipped} of 16)");
+}

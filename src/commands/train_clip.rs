@@ -50,6 +50,9 @@ pub struct TrainClipArgs {
     /// The last N images (file order) are held out of training for the zero-shot evaluation.
     #[arg(long, default_value_t = 200, conflicts_with = "resume")]
     holdout: usize,
+    /// Also flip images horizontally at random (off: captions may say left or right).
+    #[arg(long, conflicts_with = "resume")]
+    flip: bool,
     /// Images decoded ahead on this many threads (default: the cores, at most 4).
     #[arg(long, conflicts_with = "resume")]
     workers: Option<usize>,
@@ -85,6 +88,7 @@ pub fn train_clip(gpu: &Gpu, a: &TrainClipArgs) -> Result<()> {
             config.checkpoint_every = a.checkpoint_every;
             config.keep = a.keep;
             config.holdout = a.holdout;
+            config.flip = a.flip;
             config.workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4));
             ClipRun::create(gpu, &out, config, a.init.as_deref()).with_context(|| format!("starting a run in {}", out.display()))?
         }

@@ -8,6 +8,8 @@
 //! `logit_scale`, initialised to ln(1/0.07) and clamped to [0, ln 100] after every update as
 //! open_clip does), L = (CE(logits, arange) + CE(logitsᵀ, arange)) / 2. Every CLIP tensor and
 //! `logit_scale` is trained by Adam (betas 0.9/0.98, eps 1e-6, CLIP's; no weight decay).
+//! Data: `ratlip train`'s loader and augmentation (resize, random crop) without the horizontal
+//! flip unless asked for (a caption saying "left" would be wrong half the time).
 //!
 //! ```text
 //! RUN_DIR/config.json                                  the run's config (CLIP config included)
@@ -258,6 +260,9 @@ pub struct ClipRunConfig {
     /// The last `holdout` images (in file order) are never trained on; zero-shot accuracy is
     /// measured on them.
     pub holdout: usize,
+    /// Random horizontal flips (off by default: captions may say left or right).
+    #[serde(default)]
+    pub flip: bool,
     #[serde(default)]
     pub ratlip_version: String,
 }
@@ -275,6 +280,7 @@ impl ClipRunConfig {
             keep: 3,
             workers: 2,
             holdout: 200,
+            flip: false,
             ratlip_version: env!("CARGO_PKG_VERSION").into(),
         }
     }
@@ -425,7 +431,7 @@ impl ClipRun {
     fn assemble(dir: &Path, config: ClipRunConfig, trainer: ClipTrainer, position: Position, step: u64, skipped: BTreeMap<usize, String>, wall_s: f64) -> Result<ClipRun> {
         let (train, holdout) = split(&config.data, config.holdout)?;
         let dataset = Arc::new(train);
-        let mut loader = Loader::new(dataset.clone(), config.clip.vision.image_size, config.seed, position, config.workers, PREFETCH_BATCHES * config.batch);
+        let mut loader = Loader::with_flip(dataset.clone(), config.clip.vision.image_size, config.seed, position, config.workers, PREFETCH_BATCHES * config.batch, config.flip);
         loader.skipped = skipped;
         let captions = Captions::new(config.clip.text.context_length)?;
         Ok(ClipRun {
