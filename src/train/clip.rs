@@ -50,9 +50,9 @@ pub const BETAS: (f32, f32) = (0.9, 0.98);
 pub const EPS: f32 = 1e-6;
 pub const LR: f32 = 5e-4;
 /// ln(1/0.07): CLIP's initial temperature.
-pub const LOGIT_SCALE_INIT: f32 = 2.659_260_1;
+pub const LOGIT_SCALE_INIT: f32 = 2.659_26;
 /// ln 100: logits are never scaled by more than 100.
-pub const LOGIT_SCALE_MAX: f32 = 4.605_170_3;
+pub const LOGIT_SCALE_MAX: f32 = 2.0 * std::f32::consts::LN_10;
 pub const LOGIT_SCALE: &str = "logit_scale";
 
 /// The default in-house CLIP: 64 px images in 8 px patches, 4 + 4 layers of width 128, and a
@@ -364,7 +364,7 @@ fn split(data: &Path, holdout: usize) -> Result<(Dataset, Dataset)> {
     }
     let mut train = all;
     let held = train.items.split_off(n - holdout);
-    let holdout = Dataset { root: train.root.clone(), layout: train.layout.clone(), items: held, without_captions: 0 };
+    let holdout = Dataset { root: train.root.clone(), layout: train.layout, items: held, without_captions: 0 };
     Ok((train, holdout))
 }
 
