@@ -313,3 +313,19 @@ fn the_clip_loader_does_not_flip() {
     }
     assert!(flipped > 0 && flipped < 16, "the augmentation flips about half ({flipped} of 16)");
 }
+
+#[test]
+fn logit_scale_is_clamped_after_each_update() {
+    let g = gpu();
+    let mut r = Ref::open(&fixture().join("step.safetensors"));
+    let pixels = r.tensor(&g, "pixels");
+    let (shape, ids) = r.host("ids");
+    let ids: Vec<Vec<u32>> = ids.chunks(shape[1]).map(|row| row.iter().map(|&x| x as u32).collect()).collect();
+    // Adam moves a scalar by about lr per step: from 5 or −1 it stays out of range unless clamped.
+    for (start, want) in [(5.0, ratlip::train::clip::LOGIT_SCALE_MAX), (-1.0, 0.0)] {
+        let clip = Clip::load(&g, &fixture().join("clip.safetensors")).unwrap();
+        let mut t = ClipTrainer::new(clip, start).unwrap();
+        t.step(&pixels, &ids, 1e-3).unwrap();
+        assert_eq!(t.logit_scale_value().unwrap(), want, "from {start}");
+    }
+}
