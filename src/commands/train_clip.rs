@@ -107,10 +107,16 @@ pub fn train_clip(gpu: &Gpu, a: &TrainClipArgs) -> Result<()> {
     match outcome {
         Outcome::Finished => {
             println!("finished step {} in {}; CLIP checkpoint {ckpt}", run.step, run.dir.display());
-            eprintln!("zero-shot evaluation on the {} held-out images…", run.holdout.items.len());
-            let report = run.evaluate().context("zero-shot evaluation")?;
-            print_report(&report);
-            println!("wrote {}", run.dir.join("zero_shot.json").display());
+            if run.holdout.items.is_empty() {
+                eprintln!("no zero-shot evaluation: --holdout 0 kept no images out of training");
+            } else if !run.config.data.join("attributes.jsonl").is_file() {
+                eprintln!("no zero-shot evaluation: {} has no attributes.jsonl (only `ratlip dataset synth` sets have one)", run.config.data.display());
+            } else {
+                eprintln!("zero-shot evaluation on the {} held-out images…", run.holdout.items.len());
+                let report = run.evaluate().context("zero-shot evaluation")?;
+                print_report(&report);
+                println!("wrote {}", run.dir.join("zero_shot.json").display());
+            }
         }
         Outcome::Interrupted => {
             println!("interrupted at step {}: wrote {ckpt}; continue with `ratlip train-clip --resume {}`", run.step, run.dir.display());
