@@ -115,6 +115,9 @@ enum Command {
     /// Evaluate a model on held-out synthetic faces with an evaluator CLIP: FD, CLIP score,
     /// R-precision, attribute accuracy (zero-shot and by pixel detectors); JSON + markdown report.
     Eval(commands::eval::EvalArgs),
+    /// Train a small CLIP contrastively on a captioned image folder (a run folder like
+    /// `train`'s; the checkpoints are CLIP files), then score it zero-shot on held-out images.
+    TrainClip(commands::train_clip::TrainClipArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -124,6 +127,20 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ClipWhat {
+    /// Zero-shot attribute accuracy on a `ratlip dataset synth` folder (one prompt per class).
+    Eval {
+        #[arg(long)]
+        clip: PathBuf,
+        /// The synthetic set (its attributes.jsonl gives the truth).
+        #[arg(long)]
+        data: PathBuf,
+        /// Only the last N images (file order): e.g. the ones `train-clip --holdout N` kept out.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Also write the report as JSON here.
+        #[arg(long, value_name = "FILE.json")]
+        out: Option<PathBuf>,
+    },
     /// Token ids and sentence embedding of a prompt.
     Text {
         /// CLIP weights: a folder (config.json + model.safetensors) or a .safetensors file.
@@ -286,6 +303,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dataset { what: DatasetWhat::Synth(args) } => commands::dataset::synth(&args)?,
         Command::Train(args) => commands::train::train(&gpu()?, &args)?,
         Command::Eval(args) => commands::eval::eval(&gpu()?, &args)?,
+        Command::TrainClip(args) => commands::train_clip::train_clip(&gpu()?, &args)?,
+        Command::Clip { what: ClipWhat::Eval { clip, data, limit, out } } => {
+            commands::clip::eval(&gpu()?, &clip, &data, limit, out.as_deref())?;
+        }
         Command::Bench { what: BenchWhat::Clip { clip, batch, reps } } => {
             let g = gpu()?;
             let model = commands::clip::load(&g, &clip)?;

@@ -1,13 +1,20 @@
 //! CLIP's towers on the engine, written to read like MODEL.md §2–§3.
 //!
-//! CLIP is frozen everywhere in ratlip: its weights enter every tape as constants, so no
+//! CLIP is frozen everywhere in the GAN: its weights enter every tape as constants, so no
 //! node is recorded for them, but gradients still flow through to the inputs (the pixels
 //! of G's image, the fused map and prompts of the mapper, the token embeddings).
+//!
+//! Training CLIP itself (`clip::train`) runs the same towers with [`Weights::Trained`]: every
+//! tensor becomes a tape variable under its OpenAI name, so gradients come back by name.
+//! q, k and v stay split (as loaded) and are named `<block>.attn.in_proj_weight.q` etc.;
+//! Adam is elementwise, so training the three parts is training `in_proj`, and
+//! `state_dict` joins them again.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::autograd::{Tape, Var};
+use crate::autograd::{Grads, Tape, Var};
 use crate::clip::config::ClipConfig;
 use crate::clip::tokenizer::eot_index;
 use crate::error::{Error, Result};
@@ -23,27 +30,77 @@ fn upload(gpu: &Gpu, t: HostTensor) -> Result<Tensor> {
     Tensor::from_slice(gpu, &t.shape, &t.data)
 }
 
+/// One CLIP tensor and its OpenAI name (the name is what a trained pass reports gradients by).
+pub struct Named {
+    pub name: String,
+    pub t: Tensor,
+}
+
+/// How CLIP's weights enter a tape.
+#[derive(Clone, Copy)]
+pub enum Weights<'a> {
+    /// As constants: no node is recorded for work on them alone (the GAN's use; as cheap as
+    /// a plain forward).
+    Frozen,
+    /// As trainable variables, one per name (`TrainVars` keeps the map).
+    Trained(&'a TrainVars),
+}
+
+/// The name ↔ tape-variable map of a trained pass (one variable per tensor, so a tensor used
+/// by both towers or twice accumulates one gradient).
+#[derive(Default)]
+pub struct TrainVars {
+    vars: RefCell<BTreeMap<String, Var>>,
+}
+
+impl TrainVars {
+    pub fn new() -> TrainVars {
+        TrainVars::default()
+    }
+
+    /// Gradients of every tensor the pass used, by name.
+    pub fn gradients(&self, grads: &mut Grads) -> BTreeMap<String, Tensor> {
+        self.vars.borrow().iter().filter_map(|(n, v)| grads.take(v).map(|g| (n.clone(), g))).collect()
+    }
+}
+
+impl Weights<'_> {
+    fn get(&self, tape: &Tape, n: &Named) -> Var {
+        match self {
+            Weights::Frozen => tape.constant(n.t.clone()),
+            Weights::Trained(tv) => {
+                if let Some(v) = tv.vars.borrow().get(&n.name) {
+                    return v.clone();
+                }
+                let v = tape.var(n.t.clone());
+                tv.vars.borrow_mut().insert(n.name.clone(), v.clone());
+                v
+            }
+        }
+    }
+}
+
 /// nn.Linear weights: `w` is [out, in], as PyTorch stores them.
 pub struct Linear {
-    pub w: Tensor,
-    pub b: Tensor,
+    pub w: Named,
+    pub b: Named,
 }
 
 impl Linear {
-    fn forward(&self, tape: &Tape, x: &Var) -> Result<Var> {
-        tape.linear(x, &tape.constant(self.w.clone()), Some(&tape.constant(self.b.clone())))
+    fn forward(&self, w: Weights, tape: &Tape, x: &Var) -> Result<Var> {
+        tape.linear(x, &w.get(tape, &self.w), Some(&w.get(tape, &self.b)))
     }
 }
 
 pub struct LayerNorm {
-    pub w: Tensor,
-    pub b: Tensor,
+    pub w: Named,
+    pub b: Named,
     pub eps: f32,
 }
 
 impl LayerNorm {
-    fn forward(&self, tape: &Tape, x: &Var) -> Result<Var> {
-        tape.layer_norm(x, &tape.constant(self.w.clone()), &tape.constant(self.b.clone()), self.eps)
+    fn forward(&self, w: Weights, tape: &Tape, x: &Var) -> Result<Var> {
+        tape.layer_norm(x, &w.get(tape, &self.w), &w.get(tape, &self.b), self.eps)
     }
 }
 
@@ -63,13 +120,27 @@ pub struct ResidualBlock {
 
 impl ResidualBlock {
     pub fn forward(&self, tape: &Tape, x: &Var, causal: bool) -> Result<Var> {
-        let h = self.ln_1.forward(tape, x)?;
-        let (q, k, v) = (self.q.forward(tape, &h)?, self.k.forward(tape, &h)?, self.v.forward(tape, &h)?);
+        self.forward_with(Weights::Frozen, tape, x, causal)
+    }
+
+    pub fn forward_with(&self, w: Weights, tape: &Tape, x: &Var, causal: bool) -> Result<Var> {
+        let h = self.ln_1.forward(w, tape, x)?;
+        let (q, k, v) = (self.q.forward(w, tape, &h)?, self.k.forward(w, tape, &h)?, self.v.forward(w, tape, &h)?);
         let a = tape.attention(&q, &k, &v, self.heads, causal)?;
-        let x = tape.add(x, &self.out_proj.forward(tape, &a)?)?;
-        let h = self.ln_2.forward(tape, &x)?;
-        let h = tape.activation(&self.c_fc.forward(tape, &h)?, Activation::QuickGelu)?;
-        tape.add(&x, &self.c_proj.forward(tape, &h)?)
+        let x = tape.add(x, &self.out_proj.forward(w, tape, &a)?)?;
+        let h = self.ln_2.forward(w, tape, &x)?;
+        let h = tape.activation(&self.c_fc.forward(w, tape, &h)?, Activation::QuickGelu)?;
+        tape.add(&x, &self.c_proj.forward(w, tape, &h)?)
+    }
+
+    fn tensors<'s>(&'s self, out: &mut Vec<&'s Named>) {
+        for l in [&self.ln_1.w, &self.ln_1.b, &self.ln_2.w, &self.ln_2.b] {
+            out.push(l);
+        }
+        for l in [&self.q, &self.k, &self.v, &self.out_proj, &self.c_fc, &self.c_proj] {
+            out.push(&l.w);
+            out.push(&l.b);
+        }
     }
 }
 
@@ -84,9 +155,9 @@ impl Loader<'_> {
     fn host(&mut self, name: &str, shape: &[usize]) -> Result<HostTensor> {
         self.w.take(&format!("{}{name}", self.prefix), shape)
     }
-    fn tensor(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
+    fn tensor(&mut self, name: &str, shape: &[usize]) -> Result<Named> {
         let h = self.host(name, shape)?;
-        upload(self.gpu, h)
+        Ok(Named { name: name.to_string(), t: upload(self.gpu, h)? })
     }
     fn linear(&mut self, name: &str, out: usize, inp: usize) -> Result<Linear> {
         Ok(Linear { w: self.tensor(&format!("{name}.weight"), &[out, inp])?, b: self.tensor(&format!("{name}.bias"), &[out])? })
@@ -100,9 +171,10 @@ impl Loader<'_> {
         let part = |i: usize| -> Result<Linear> {
             let rows = w.data[i * width * width..(i + 1) * width * width].to_vec();
             let bias = b.data[i * width..(i + 1) * width].to_vec();
+            let qkv = ["q", "k", "v"][i];
             Ok(Linear {
-                w: Tensor::from_slice(self.gpu, &[width, width], &rows)?,
-                b: Tensor::from_slice(self.gpu, &[width], &bias)?,
+                w: Named { name: format!("{name}.attn.in_proj_weight.{qkv}"), t: Tensor::from_slice(self.gpu, &[width, width], &rows)? },
+                b: Named { name: format!("{name}.attn.in_proj_bias.{qkv}"), t: Tensor::from_slice(self.gpu, &[width], &bias)? },
             })
         };
         Ok(ResidualBlock {
@@ -120,24 +192,24 @@ impl Loader<'_> {
 }
 
 pub struct TextEncoder {
-    token_embedding: Tensor,
-    positional_embedding: Tensor,
+    token_embedding: Named,
+    positional_embedding: Named,
     blocks: Vec<ResidualBlock>,
     ln_final: LayerNorm,
     /// [width, embed]: sent_emb = x[eot] @ text_projection.
-    text_projection: Tensor,
+    text_projection: Named,
 }
 
 pub struct VisionEncoder {
     /// [width, 3, patch, patch], no bias.
-    conv1: Tensor,
-    class_embedding: Tensor,
-    positional_embedding: Tensor,
+    conv1: Named,
+    class_embedding: Named,
+    positional_embedding: Named,
     ln_pre: LayerNorm,
     pub blocks: Vec<ResidualBlock>,
     ln_post: LayerNorm,
     /// [width, embed].
-    proj: Tensor,
+    proj: Named,
 }
 
 pub struct Clip {
@@ -233,55 +305,39 @@ impl Clip {
         Ok(Clip { config, text, vision, gpu: gpu.clone() })
     }
 
+    /// Every weight tensor under its name (q, k, v split: `….in_proj_weight.q`). The tensors
+    /// share their buffers with the model, so an optimiser updating them in place updates CLIP.
+    pub fn tensors(&self) -> BTreeMap<String, Tensor> {
+        let mut all: Vec<&Named> = Vec::new();
+        for b in self.text.blocks.iter().chain(&self.vision.blocks) {
+            b.tensors(&mut all);
+        }
+        let (t, v) = (&self.text, &self.vision);
+        all.extend([&t.token_embedding, &t.positional_embedding, &t.ln_final.w, &t.ln_final.b, &t.text_projection]);
+        all.extend([&v.conv1, &v.class_embedding, &v.positional_embedding, &v.ln_pre.w, &v.ln_pre.b, &v.ln_post.w, &v.ln_post.b, &v.proj]);
+        all.into_iter().map(|n| (n.name.clone(), n.t.clone())).collect()
+    }
+
     /// CLIP's weights back in OpenAI names (q, k, v joined into `in_proj` again), for saving
     /// it inside a model file or exporting the mapper's ViT.
     pub fn state_dict(&self) -> Result<BTreeMap<String, HostTensor>> {
         let mut out = BTreeMap::new();
-        let host = |t: &Tensor| -> Result<HostTensor> { Ok(HostTensor::new(t.shape().to_vec(), t.to_vec()?)) };
-        let mut put = |name: String, t: &Tensor| -> Result<()> {
-            out.insert(name, host(t)?);
-            Ok(())
-        };
-        fn block(put: &mut dyn FnMut(String, &Tensor) -> Result<()>, n: &str, b: &ResidualBlock) -> Result<()> {
-            put(format!("{n}.ln_1.weight"), &b.ln_1.w)?;
-            put(format!("{n}.ln_1.bias"), &b.ln_1.b)?;
-            put(format!("{n}.attn.out_proj.weight"), &b.out_proj.w)?;
-            put(format!("{n}.attn.out_proj.bias"), &b.out_proj.b)?;
-            put(format!("{n}.ln_2.weight"), &b.ln_2.w)?;
-            put(format!("{n}.ln_2.bias"), &b.ln_2.b)?;
-            put(format!("{n}.mlp.c_fc.weight"), &b.c_fc.w)?;
-            put(format!("{n}.mlp.c_fc.bias"), &b.c_fc.b)?;
-            put(format!("{n}.mlp.c_proj.weight"), &b.c_proj.w)?;
-            put(format!("{n}.mlp.c_proj.bias"), &b.c_proj.b)
+        let mut parts: BTreeMap<String, [Option<HostTensor>; 3]> = BTreeMap::new();
+        for (name, t) in self.tensors() {
+            let host = HostTensor::new(t.shape().to_vec(), t.to_vec()?);
+            match name.rsplit_once('.').filter(|(stem, _)| stem.ends_with(".in_proj_weight") || stem.ends_with(".in_proj_bias")) {
+                Some((stem, qkv)) => {
+                    let i = ["q", "k", "v"].iter().position(|p| *p == qkv).ok_or_else(|| Error::Other(format!("clip: unexpected tensor {name}")))?;
+                    parts.entry(stem.to_string()).or_default()[i] = Some(host);
+                }
+                None => {
+                    out.insert(name, host);
+                }
+            }
         }
-        for (i, b) in self.text.blocks.iter().enumerate() {
-            block(&mut put, &format!("transformer.resblocks.{i}"), b)?;
-        }
-        for (i, b) in self.vision.blocks.iter().enumerate() {
-            block(&mut put, &format!("visual.transformer.resblocks.{i}"), b)?;
-        }
-        let t = &self.text;
-        put("token_embedding.weight".into(), &t.token_embedding)?;
-        put("positional_embedding".into(), &t.positional_embedding)?;
-        put("ln_final.weight".into(), &t.ln_final.w)?;
-        put("ln_final.bias".into(), &t.ln_final.b)?;
-        put("text_projection".into(), &t.text_projection)?;
-        let v = &self.vision;
-        put("visual.conv1.weight".into(), &v.conv1)?;
-        put("visual.class_embedding".into(), &v.class_embedding)?;
-        put("visual.positional_embedding".into(), &v.positional_embedding)?;
-        put("visual.ln_pre.weight".into(), &v.ln_pre.w)?;
-        put("visual.ln_pre.bias".into(), &v.ln_pre.b)?;
-        put("visual.ln_post.weight".into(), &v.ln_post.w)?;
-        put("visual.ln_post.bias".into(), &v.ln_post.b)?;
-        put("visual.proj".into(), &v.proj)?;
-        let blocks = self.text.blocks.iter().enumerate().map(|(i, b)| (format!("transformer.resblocks.{i}"), b));
-        let blocks = blocks.chain(self.vision.blocks.iter().enumerate().map(|(i, b)| (format!("visual.transformer.resblocks.{i}"), b)));
-        for (n, b) in blocks {
-            let (q, k, v) = (host(&b.q.w)?, host(&b.k.w)?, host(&b.v.w)?);
-            out.insert(format!("{n}.attn.in_proj_weight"), HostTensor::concat0(&[q, k, v]));
-            let (q, k, v) = (host(&b.q.b)?, host(&b.k.b)?, host(&b.v.b)?);
-            out.insert(format!("{n}.attn.in_proj_bias"), HostTensor::concat0(&[q, k, v]));
+        for (stem, [q, k, v]) in parts {
+            let (Some(q), Some(k), Some(v)) = (q, k, v) else { return Err(Error::Other(format!("clip: {stem} lacks one of q, k, v"))) };
+            out.insert(stem, HostTensor::concat0(&[q, k, v]));
         }
         Ok(out)
     }
@@ -289,6 +345,10 @@ impl Clip {
     /// Token embeddings for `ids` ([B][context] each): the input of the text transformer
     /// before positions are added.
     pub fn embed_tokens(&self, tape: &Tape, ids: &[Vec<u32>]) -> Result<Var> {
+        self.embed_tokens_with(Weights::Frozen, tape, ids)
+    }
+
+    pub fn embed_tokens_with(&self, w: Weights, tape: &Tape, ids: &[Vec<u32>]) -> Result<Var> {
         let t = &self.config.text;
         let b = ids.len();
         for (i, row) in ids.iter().enumerate() {
@@ -298,48 +358,56 @@ impl Clip {
         }
         let flat: Vec<u32> = ids.iter().flatten().copied().collect();
         let ids = ids_tensor(&self.gpu, &[b, t.context_length], &flat, t.vocab_size)?;
-        tape.embedding(&tape.constant(self.text.token_embedding.clone()), &ids)
+        tape.embedding(&w.get(tape, &self.text.token_embedding), &ids)
     }
 
     /// Text tower from token ids. The EOT token is the largest id in each row (MODEL.md §2).
     pub fn encode_text(&self, tape: &Tape, ids: &[Vec<u32>]) -> Result<TextOutput> {
-        let x = self.embed_tokens(tape, ids)?;
+        self.encode_text_with(Weights::Frozen, tape, ids)
+    }
+
+    pub fn encode_text_with(&self, w: Weights, tape: &Tape, ids: &[Vec<u32>]) -> Result<TextOutput> {
+        let x = self.embed_tokens_with(w, tape, ids)?;
         let eot: Vec<usize> = ids.iter().map(|r| eot_index(r)).collect();
-        self.encode_text_embeddings(tape, &x, &eot)
+        self.encode_text_embeddings_with(w, tape, &x, &eot)
     }
 
     /// Text tower from token embeddings `x` [B, context, width] (so gradients w.r.t. the
     /// embeddings can be taken), reading the sentence embedding at `eot[b]`.
     pub fn encode_text_embeddings(&self, tape: &Tape, x: &Var, eot: &[usize]) -> Result<TextOutput> {
+        self.encode_text_embeddings_with(Weights::Frozen, tape, x, eot)
+    }
+
+    pub fn encode_text_embeddings_with(&self, w: Weights, tape: &Tape, x: &Var, eot: &[usize]) -> Result<TextOutput> {
         let t = &self.config.text;
         let b = x.shape()[0];
         // The EOT rows, gathered as an embedding lookup into the [B·T, width] table.
         let rows: Vec<u32> = eot.iter().enumerate().map(|(i, &e)| (i * t.context_length + e) as u32).collect();
         let at = ids_tensor(&self.gpu, &[b], &rows, b * t.context_length)?;
-        let pos = tape.constant(self.text.positional_embedding.clone());
+        let pos = w.get(tape, &self.text.positional_embedding);
         let mut x = tape.add_b(x, &pos)?;
         for block in &self.text.blocks {
-            x = block.forward(tape, &x, true)?;
+            x = block.forward_with(w, tape, &x, true)?;
         }
-        let word_embs = self.text.ln_final.forward(tape, &x)?;
+        let word_embs = self.text.ln_final.forward(w, tape, &x)?;
         let table = tape.reshape(&word_embs, &[b * t.context_length, t.width])?;
         let pooled = tape.embedding(&table, &at)?;
-        let sent_emb = tape.matmul(&pooled, &tape.constant(self.text.text_projection.clone()), false, false)?;
+        let sent_emb = tape.matmul(&pooled, &w.get(tape, &self.text.text_projection), false, false)?;
         Ok(TextOutput { sent_emb, word_embs })
     }
 
     /// Class token + positions + ln_pre on patch tokens [B, width, grid, grid].
-    fn vision_stem(&self, tape: &Tape, patches: &Var) -> Result<Var> {
+    fn vision_stem(&self, w: Weights, tape: &Tape, patches: &Var) -> Result<Var> {
         let v = &self.config.vision;
         let b = patches.shape()[0];
         let g2 = v.grid() * v.grid();
         let x = tape.reshape(patches, &[b, v.width, g2])?;
         let x = tape.permute(&x, &[0, 2, 1])?;
-        let cls = tape.constant(self.vision.class_embedding.reshape(&[1, 1, v.width])?);
+        let cls = tape.reshape(&w.get(tape, &self.vision.class_embedding), &[1, 1, v.width])?;
         let cls = tape.expand(&cls, &[b, 1, v.width])?;
         let x = tape.concat(&[&cls, &x], 1)?;
-        let x = tape.add_b(&x, &tape.constant(self.vision.positional_embedding.clone()))?;
-        self.vision.ln_pre.forward(tape, &x)
+        let x = tape.add_b(&x, &w.get(tape, &self.vision.positional_embedding))?;
+        self.vision.ln_pre.forward(w, tape, &x)
     }
 
     /// Tokens [B, 1 + grid², width] → patch tokens as a map [B, width, grid, grid].
@@ -355,6 +423,10 @@ impl Clip {
     /// Image tower on normalised pixels [B, 3, S, S] (S = image_size): the token maps after
     /// the blocks in `selected` (0-based) and the projected image embedding.
     pub fn encode_image(&self, tape: &Tape, pixels: &Var, selected: &[usize]) -> Result<ImageOutput> {
+        self.encode_image_with(Weights::Frozen, tape, pixels, selected)
+    }
+
+    pub fn encode_image_with(&self, w: Weights, tape: &Tape, pixels: &Var, selected: &[usize]) -> Result<ImageOutput> {
         let v = &self.config.vision;
         let s = pixels.shape();
         if s.len() != 4 || s[1] != 3 || s[2] != v.image_size || s[3] != v.image_size {
@@ -365,11 +437,11 @@ impl Clip {
         }
         let b = s[0];
         let conv = Conv2dParams { stride: (v.patch_size, v.patch_size), padding: (0, 0) };
-        let patches = tape.conv2d(pixels, &tape.constant(self.vision.conv1.clone()), None, conv)?;
-        let mut x = self.vision_stem(tape, &patches)?;
+        let patches = tape.conv2d(pixels, &w.get(tape, &self.vision.conv1), None, conv)?;
+        let mut x = self.vision_stem(w, tape, &patches)?;
         let mut maps = Vec::new();
         for (i, block) in self.vision.blocks.iter().enumerate() {
-            x = block.forward(tape, &x, false)?;
+            x = block.forward_with(w, tape, &x, false)?;
             if selected.contains(&i) {
                 maps.push(self.tokens_to_map(tape, &x)?);
             }
@@ -384,8 +456,8 @@ impl Clip {
         };
         let cls = tape.slice(&x, 1, 0, 1)?;
         let cls = tape.reshape(&cls, &[b, v.width])?;
-        let cls = self.vision.ln_post.forward(tape, &cls)?;
-        let embedding = tape.matmul(&cls, &tape.constant(self.vision.proj.clone()), false, false)?;
+        let cls = self.vision.ln_post.forward(w, tape, &cls)?;
+        let embedding = tape.matmul(&cls, &w.get(tape, &self.vision.proj), false, false)?;
         Ok(ImageOutput { features, embedding })
     }
 
@@ -403,7 +475,7 @@ impl Clip {
             return Err(Error::shape("clip mapper", format!("prompts {:?} for {} blocks of width {}", prompts.shape(), v.layers, v.width)));
         }
         let tokens = v.grid() * v.grid() + 1;
-        let mut x = self.vision_stem(tape, fused)?;
+        let mut x = self.vision_stem(Weights::Frozen, tape, fused)?;
         for (i, block) in self.vision.blocks.iter().enumerate() {
             if (1..=n_prompts).contains(&i) {
                 let p = tape.slice(prompts, 1, i - 1, 1)?;

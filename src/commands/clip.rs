@@ -85,3 +85,26 @@ pub fn score(gpu: &Gpu, clip_path: &Path, image: &Path, prompt: &str, json: bool
     }
     Ok(())
 }
+
+/// `ratlip clip eval`: zero-shot attribute accuracy on a synthetic set.
+pub fn eval(gpu: &Gpu, clip_path: &Path, data: &Path, limit: Option<usize>, out: Option<&Path>) -> Result<()> {
+    let clip = load(gpu, clip_path)?;
+    let only: Option<Vec<std::path::PathBuf>> = match limit {
+        Some(n) => {
+            let ds = ratlip::train::data::Dataset::open(data)?;
+            let k = ds.items.len();
+            Some(ds.items[k.saturating_sub(n)..].iter().map(|i| i.image.clone()).collect())
+        }
+        None => None,
+    };
+    let report = ratlip::train::zero_shot::evaluate_with(&clip, data, only.as_deref(), &mut |done, total| {
+        eprint!("\rembedding images {done}/{total}   ");
+    })?;
+    eprintln!();
+    super::train_clip::print_report(&report);
+    if let Some(p) = out {
+        ratlip::weights::write_atomic(p, (serde_json::to_string_pretty(&report)? + "\n").as_bytes())?;
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}

@@ -7,3 +7,4 @@ pub mod explore;
 mod font;
 pub mod model;
 pub mod train;
+pub mod train_clip;

@@ -70,7 +70,7 @@ pub struct TrainArgs {
 }
 
 /// Set by SIGINT; the training loop checks it between steps and checkpoints before leaving.
-static STOP: AtomicBool = AtomicBool::new(false);
+pub(crate) static STOP: AtomicBool = AtomicBool::new(false);
 
 #[cfg(unix)]
 extern "C" fn on_sigint(_: libc::c_int) {
@@ -80,7 +80,7 @@ extern "C" fn on_sigint(_: libc::c_int) {
     }
 }
 
-fn install_ctrl_c() {
+pub(crate) fn install_ctrl_c() {
     #[cfg(unix)]
     unsafe {
         // The handler only touches an atomic (async-signal-safe).
@@ -134,7 +134,7 @@ pub fn bench(gpu: &Gpu, arch: &str, size: &str, batch: usize, warmup: usize, rep
     Ok(())
 }
 
-fn fmt_time(s: f64) -> String {
+pub(crate) fn fmt_time(s: f64) -> String {
     let s = s.max(0.0) as u64;
     if s >= 3600 {
         format!("{}h{:02}m", s / 3600, s % 3600 / 60)

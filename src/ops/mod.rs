@@ -11,6 +11,7 @@ pub mod attention;
 pub mod conv2d;
 pub mod elementwise;
 pub mod embedding;
+pub mod loss;
 pub mod lstm;
 pub mod matmul;
 pub mod norm;

@@ -52,18 +52,29 @@ impl Adam {
     /// values and their state (torch skips `p.grad is None`). A gradient for a name this
     /// optimiser does not own, a buffer, or of the wrong shape is an error, not a silent skip.
     pub fn step(&mut self, params: &mut Params, grads: &BTreeMap<String, Tensor>, lr: f32) -> Result<()> {
+        let p: &Params = params;
+        self.step_with(&|name| if p.is_buffer(name) { None } else { p.get(name).ok() }, grads, lr)
+    }
+
+    /// `step` over tensors held elsewhere (CLIP's, by name); they are updated in place.
+    pub fn step_tensors(&mut self, params: &BTreeMap<String, Tensor>, grads: &BTreeMap<String, Tensor>, lr: f32) -> Result<()> {
+        self.step_with(&|name| params.get(name), grads, lr)
+    }
+
+    /// `lookup`: the trainable tensor of a name (None: no such parameter, or a buffer).
+    fn step_with<'p>(&mut self, lookup: &dyn Fn(&str) -> Option<&'p Tensor>, grads: &BTreeMap<String, Tensor>, lr: f32) -> Result<()> {
         for (name, g) in grads {
-            if !self.owns(name) || params.is_buffer(name) {
-                return Err(Error::Other(format!("adam: gradient for {name}, which this optimiser ({:?}) does not train", self.prefixes)));
-            }
-            let p = params.get(name)?;
+            let p = match lookup(name) {
+                Some(p) if self.owns(name) => p,
+                _ => return Err(Error::Other(format!("adam: gradient for {name}, which this optimiser ({:?}) does not train", self.prefixes))),
+            };
             if p.shape() != g.shape() {
                 return Err(Error::shape("adam", format!("{name}: parameter {:?}, gradient {:?}", p.shape(), g.shape())));
             }
         }
         let hp = AdamParams { lr, beta1: self.beta1, beta2: self.beta2, eps: self.eps };
         for (name, g) in grads {
-            let p = params.get(name)?;
+            let p = lookup(name).ok_or_else(|| Error::Other(format!("adam: no parameter {name}")))?;
             let slot = match self.state.get_mut(name) {
                 Some(s) => s,
                 None => {
@@ -94,12 +105,21 @@ impl Adam {
     /// Replaces the state with what `state_to_host` wrote: every named parameter must exist
     /// under this optimiser's prefixes with the tensors' shape.
     pub fn load_state(&mut self, params: &Params, w: &mut WeightFile, prefix: &str, steps: &BTreeMap<String, u32>) -> Result<()> {
+        self.load_state_with(&|name| if params.is_buffer(name) { None } else { params.get(name).ok() }, w, prefix, steps)
+    }
+
+    /// `load_state` for tensors held elsewhere (`step_tensors`).
+    pub fn load_state_tensors(&mut self, params: &BTreeMap<String, Tensor>, w: &mut WeightFile, prefix: &str, steps: &BTreeMap<String, u32>) -> Result<()> {
+        self.load_state_with(&|name| params.get(name), w, prefix, steps)
+    }
+
+    fn load_state_with<'p>(&mut self, lookup: &dyn Fn(&str) -> Option<&'p Tensor>, w: &mut WeightFile, prefix: &str, steps: &BTreeMap<String, u32>) -> Result<()> {
         let mut state = BTreeMap::new();
         for (name, &step) in steps {
-            if !self.owns(name) || params.is_buffer(name) {
-                return Err(Error::Other(format!("optimiser state for {name}, which this optimiser ({:?}) does not train", self.prefixes)));
-            }
-            let p = params.get(name)?;
+            let p = match lookup(name) {
+                Some(p) if self.owns(name) => p,
+                _ => return Err(Error::Other(format!("optimiser state for {name}, which this optimiser ({:?}) does not train", self.prefixes))),
+            };
             let m = w.take(&format!("{prefix}m.{name}"), p.shape())?;
             let v = w.take(&format!("{prefix}v.{name}"), p.shape())?;
             state.insert(name.clone(), Slot { m: Tensor::from_slice(p.gpu(), p.shape(), &m.data)?, v: Tensor::from_slice(p.gpu(), p.shape(), &v.data)?, step });

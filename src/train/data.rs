@@ -227,6 +227,13 @@ fn crop_box(img: &image::RgbImage, b: [i64; 4]) -> image::RgbImage {
 /// shorter side, RandomCrop(S), RandomHorizontalFlip, then to [-1, 1]. Draw order from `rng`:
 /// caption, crop row, crop column, flip.
 pub fn load_sample(item: &Item, index: usize, size: usize, rng: &mut Rng) -> std::result::Result<Sample, String> {
+    load_sample_with(item, index, size, rng, true)
+}
+
+/// `load_sample`, with the horizontal flip optional: CLIP training turns it off, because a
+/// mirrored image contradicts captions that say left or right. The flip is drawn either way,
+/// so the crops are the same with and without it.
+pub fn load_sample_with(item: &Item, index: usize, size: usize, rng: &mut Rng, allow_flip: bool) -> std::result::Result<Sample, String> {
     let caption = item.captions[rng.below(item.captions.len())].clone();
     let img = image::ImageReader::open(&item.image)
         .map_err(|e| e.to_string())?
@@ -249,7 +256,7 @@ pub fn load_sample(item: &Item, index: usize, size: usize, rng: &mut Rng) -> std
     let img = if (nw, nh) == (w, h) { img } else { image::imageops::resize(&img, nw as u32, nh as u32, image::imageops::FilterType::Triangle) };
     let top = rng.below(nh - size + 1);
     let left = rng.below(nw - size + 1);
-    let flip = rng.next_f64() < 0.5;
+    let flip = rng.next_f64() < 0.5 && allow_flip;
     let mut pixels = vec![0f32; 3 * size * size];
     for y in 0..size {
         for x in 0..size {
@@ -286,6 +293,11 @@ pub struct Loader {
 
 impl Loader {
     pub fn new(dataset: Arc<Dataset>, size: usize, seed: u64, from: Position, workers: usize, prefetch: usize) -> Loader {
+        Loader::with_flip(dataset, size, seed, from, workers, prefetch, true)
+    }
+
+    /// `new`, with the random horizontal flip on or off (`load_sample_with`).
+    pub fn with_flip(dataset: Arc<Dataset>, size: usize, seed: u64, from: Position, workers: usize, prefetch: usize, flip: bool) -> Loader {
         let n = dataset.items.len() as u64;
         let start = from.absolute(n);
         let (tx, rx) = sync_channel::<Decoded>(prefetch.max(1));
@@ -305,7 +317,7 @@ impl Loader {
                         let index = perm.as_ref().map(|p| p.1[pos.cursor as usize]).unwrap_or(0);
                         let mut rng = sample_rng(seed, pos.epoch, pos.cursor);
                         // A decoder panic on a hostile file is one more unreadable image.
-                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load_sample(&ds.items[index], index, size, &mut rng)))
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load_sample_with(&ds.items[index], index, size, &mut rng, flip)))
                             .unwrap_or_else(|_| Err(format!("the decoder panicked on item {index}")))
                             .map_err(|e| format!("{index}\u{0}{e}"));
                         if tx.send((seq, r)).is_err() {

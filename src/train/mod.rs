@@ -10,11 +10,15 @@
 //! - [`data`]: datasets (folder, AttnGAN/CUB), the released augmentation on worker threads,
 //!   the caption-embedding cache;
 //! - [`run`]: a run folder: config, metrics, samples, checkpoints, bit-exact resume.
+//! - [`clip`]: contrastive training of an in-house CLIP (`ratlip train-clip`), its run folder;
+//!   [`zero_shot`]: its zero-shot attribute accuracy on synthetic images.
 
 pub mod adam;
+pub mod clip;
 pub mod data;
 pub mod objective;
 pub mod run;
+pub mod zero_shot;
 
 pub use adam::Adam;
 pub use objective::{d_losses, d_step, g_losses, g_step, generate_fake, grad_norm, ma_gp, train_step, Batch, DStep, Fake, GStep, MaGp, Metrics, MAGP_STEP, SIM_W};

@@ -11,6 +11,7 @@ mod conv2d;
 mod elementwise;
 mod embedding;
 mod engine;
+mod loss;
 mod lstm;
 mod matmul;
 mod norm;

@@ -1,0 +1,177 @@
+//! `ratlip train-clip`: contrastive training of a small in-house CLIP in RUN_DIR, or
+//! `--resume`; at the end, zero-shot attribute accuracy on the held-out images.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use ratlip::clip::config::ClipConfig;
+use ratlip::train::clip::{ClipRun, ClipRunConfig, ClipStepReport, Outcome};
+use ratlip::train::zero_shot::Report;
+use ratlip::Gpu;
+
+use super::train::{fmt_time, install_ctrl_c, STOP};
+
+#[derive(clap::Args)]
+pub struct TrainClipArgs {
+    /// Dataset folder (as `ratlip dataset synth` writes: images/X.png + X.txt, attributes.jsonl).
+    #[arg(long, required_unless_present = "resume")]
+    data: Option<PathBuf>,
+    /// Run folder to create: config.json, metrics.jsonl, checkpoints/, zero_shot.json.
+    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+    out: Option<PathBuf>,
+    /// Continue the run in this folder from its newest checkpoint, bit-exactly.
+    #[arg(long, value_name = "RUN_DIR")]
+    resume: Option<PathBuf>,
+    /// CLIP config JSON for a fresh CLIP ({"text": {...}, "vision": {...}, "embed_dim", "layer_norm_eps"},
+    /// as in a checkpoint's clip_config). Default: 64 px, patch 8, widths 128, 4 + 4 layers, context 32.
+    #[arg(long, value_name = "FILE.json", conflicts_with_all = ["init", "resume"])]
+    config: Option<PathBuf>,
+    /// Start from this CLIP file (e.g. an earlier run's checkpoint) instead of a fresh init.
+    #[arg(long, value_name = "CLIP.safetensors", conflicts_with = "resume")]
+    init: Option<PathBuf>,
+    /// Image-caption pairs per step (the loss contrasts each image with the batch's captions).
+    #[arg(long, default_value_t = 32, conflicts_with = "resume")]
+    batch: usize,
+    /// Total steps (with --resume: a new total for the run).
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = ratlip::train::clip::LR, conflicts_with = "resume")]
+    lr: f32,
+    /// Seed of the init, data order and augmentation.
+    #[arg(long, default_value_t = 0, conflicts_with = "resume")]
+    seed: u64,
+    /// Write a checkpoint every K steps (0: only at the end or on Ctrl-C).
+    #[arg(long, default_value_t = 500, conflicts_with = "resume")]
+    checkpoint_every: u64,
+    /// Checkpoints to keep (the newest N).
+    #[arg(long, default_value_t = 3, conflicts_with = "resume")]
+    keep: usize,
+    /// The last N images (file order) are held out of training for the zero-shot evaluation.
+    #[arg(long, default_value_t = 200, conflicts_with = "resume")]
+    holdout: usize,
+    /// Also flip images horizontally at random (off: captions may say left or right).
+    #[arg(long, conflicts_with = "resume")]
+    flip: bool,
+    /// Images decoded ahead on this many threads (default: the cores, at most 4).
+    #[arg(long, conflicts_with = "resume")]
+    workers: Option<usize>,
+}
+
+fn clip_config(path: &Path) -> Result<ClipConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let c: ClipConfig = serde_json::from_str(&text).with_context(|| format!("{}: not a CLIP config", path.display()))?;
+    c.validate()?;
+    Ok(c)
+}
+
+pub fn train_clip(gpu: &Gpu, a: &TrainClipArgs) -> Result<()> {
+    let mut run = match &a.resume {
+        Some(dir) => {
+            let mut run = ClipRun::resume(gpu, dir).with_context(|| format!("resuming {}", dir.display()))?;
+            if let Some(n) = a.steps {
+                run.set_steps(n)?;
+            }
+            eprintln!("resuming {} at step {} of {}", dir.display(), run.step, run.config.steps);
+            run
+        }
+        None => {
+            let (data, out) = (a.data.clone().context("--data is required")?, a.out.clone().context("--out is required")?);
+            let mut config = ClipRunConfig::new(data);
+            if let Some(p) = &a.config {
+                config.clip = clip_config(p)?;
+            }
+            config.batch = a.batch;
+            config.steps = a.steps.unwrap_or(2000);
+            config.lr = a.lr;
+            config.seed = a.seed;
+            config.checkpoint_every = a.checkpoint_every;
+            config.keep = a.keep;
+            config.holdout = a.holdout;
+            config.flip = a.flip;
+            config.workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4));
+            ClipRun::create(gpu, &out, config, a.init.as_deref()).with_context(|| format!("starting a run in {}", out.display()))?
+        }
+    };
+    describe(&run);
+    install_ctrl_c();
+    let started_at = run.step;
+    let t0 = std::time::Instant::now();
+    let outcome = run.train(&STOP, |r| progress(r, started_at, t0.elapsed().as_secs_f64()));
+    eprintln!();
+    let outcome = outcome.with_context(|| format!("training in {}", run.dir.display()))?;
+    if !run.truncated_captions().is_empty() {
+        eprintln!("{} caption(s) were longer than the context of {} tokens and were cut", run.truncated_captions().len(), run.config.clip.text.context_length);
+    }
+    let ckpt = run.last_checkpoint().map(Path::display).map(|d| d.to_string()).unwrap_or_default();
+    match outcome {
+        Outcome::Finished => {
+            println!("finished step {} in {}; CLIP checkpoint {ckpt}", run.step, run.dir.display());
+            if run.holdout.items.is_empty() {
+                eprintln!("no zero-shot evaluation: --holdout 0 kept no images out of training");
+            } else if !run.config.data.join("attributes.jsonl").is_file() {
+                eprintln!("no zero-shot evaluation: {} has no attributes.jsonl (only `ratlip dataset synth` sets have one)", run.config.data.display());
+            } else {
+                eprintln!("zero-shot evaluation on the {} held-out images…", run.holdout.items.len());
+                let report = run.evaluate().context("zero-shot evaluation")?;
+                print_report(&report);
+                println!("wrote {}", run.dir.join("zero_shot.json").display());
+            }
+        }
+        Outcome::Interrupted => {
+            println!("interrupted at step {}: wrote {ckpt}; continue with `ratlip train-clip --resume {}`", run.step, run.dir.display());
+            std::process::exit(130);
+        }
+    }
+    Ok(())
+}
+
+fn describe(run: &ClipRun) {
+    let c = &run.config;
+    let (t, v) = (&c.clip.text, &c.clip.vision);
+    let params: usize = run.trainer.params().values().map(|t| t.numel()).sum();
+    eprintln!(
+        "data: {} ({} images for training, {} held out); CLIP {} px / patch {}, vision {}×{}, text {}×{} (context {}), embed {} ({:.1} M parameters); batch {}, {} steps, lr {}, seed {}",
+        c.data.display(),
+        run.dataset.items.len(),
+        run.holdout.items.len(),
+        v.image_size,
+        v.patch_size,
+        v.layers,
+        v.width,
+        t.layers,
+        t.width,
+        t.context_length,
+        c.clip.embed_dim,
+        params as f64 / 1e6,
+        c.batch,
+        c.steps,
+        c.lr,
+        c.seed
+    );
+}
+
+fn progress(r: &ClipStepReport, started_at: u64, elapsed: f64) {
+    let done = (r.step - started_at) as f64;
+    let eta = elapsed / done.max(1.0) * (r.steps - r.step) as f64;
+    eprint!(
+        "\rstep {}/{}  loss {:.3}  scale {:.1}  acc i→t {:.2} t→i {:.2}  {:.1} img/s  ETA {}   ",
+        r.step,
+        r.steps,
+        r.loss,
+        r.scale,
+        r.acc_i2t,
+        r.acc_t2i,
+        r.images_per_s,
+        fmt_time(eta)
+    );
+}
+
+pub fn print_report(r: &Report) {
+    println!("zero-shot on {} {} images ({}):", r.images, r.kind, r.data.display());
+    println!("  {:<12} {:>5} {:>9} {:>7} {:>9}", "attribute", "n", "accuracy", "chance", "majority");
+    for (name, a) in &r.attributes {
+        println!("  {:<12} {:>5} {:>9.3} {:>7.3} {:>9.3}", name, a.n, a.accuracy, a.chance, a.majority);
+    }
+    println!("  {:<12} {:>5} {:>9.3} {:>7.3} {:>9.3}", "mean", "", r.mean_accuracy, r.mean_chance, r.mean_majority);
+}

@@ -1,0 +1,259 @@
+//! Zero-shot attribute accuracy of a CLIP on synthetic images (`ratlip dataset synth`): per
+//! attribute of `attributes.jsonl`, one prompt per class ("a face with red hair", ...), the
+//! prediction is the class whose prompt embedding is most similar to the image's, scored
+//! against the truth, next to chance (1/classes) and the majority-class rate.
+//!
+//! The classes mirror src/data/synth/{faces,shapes}.rs; a truth value outside them is an
+//! error naming it, so the two cannot drift apart silently.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::autograd::Tape;
+use crate::clip::model::Clip;
+use crate::clip::preprocess::{MEAN, STD};
+use crate::clip::tokenizer::ClipTokenizer;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// One attribute: how to read its truth from an attributes line, and a prompt per class.
+struct Task {
+    name: &'static str,
+    /// (class as attributes.jsonl writes it, prompt).
+    classes: Vec<(String, String)>,
+    truth: fn(&serde_json::Value) -> Option<String>,
+}
+
+fn field(v: &serde_json::Value, key: &str) -> Option<String> {
+    match v.get(key)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The only shape of a one-shape image (two-shape images are skipped for per-shape attributes:
+/// a prompt for one of them says nothing about which).
+fn single_shape(v: &serde_json::Value, key: &str) -> Option<String> {
+    let shapes = v.get("shapes")?.as_array()?;
+    if shapes.len() != 1 {
+        return None;
+    }
+    field(&shapes[0], key)
+}
+
+fn classes(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(c, p)| (c.to_string(), p.to_string())).collect()
+}
+
+fn each(names: &[&str], prompt: impl Fn(&str) -> String) -> Vec<(String, String)> {
+    names.iter().map(|n| (n.to_string(), prompt(n))).collect()
+}
+
+fn face_tasks() -> Vec<Task> {
+    vec![
+        Task { name: "gender", classes: classes(&[("man", "portrait of a man"), ("woman", "portrait of a woman")]), truth: |v| field(v, "gender") },
+        Task {
+            name: "age",
+            classes: classes(&[("young", "cartoon face of a young person"), ("old", "cartoon face of an old person")]),
+            truth: |v| field(v, "age"),
+        },
+        Task { name: "expression", classes: classes(&[("smiling", "a smiling face"), ("sad", "a sad face")]), truth: |v| field(v, "expression") },
+        Task {
+            name: "hair_color",
+            classes: each(&["black", "brown", "blonde", "red", "grey", "white"], |c| format!("a face with {c} hair")),
+            truth: |v| field(v, "hair_color"),
+        },
+        Task {
+            name: "hair_style",
+            classes: classes(&[("full", "a face with hair"), ("receding", "a face with a receding hairline"), ("bald", "a face with a bald head")]),
+            truth: |v| field(v, "hair_style"),
+        },
+        Task { name: "glasses", classes: classes(&[("true", "a face wearing glasses"), ("false", "a face without glasses")]), truth: |v| field(v, "glasses") },
+        Task { name: "beard", classes: classes(&[("true", "a face with a beard"), ("false", "a clean-shaven face")]), truth: |v| field(v, "beard") },
+        Task { name: "skin", classes: each(&["light", "tan", "brown", "dark"], |c| format!("a face with {c} skin")), truth: |v| field(v, "skin") },
+        Task {
+            name: "background",
+            classes: each(&["blue", "green", "yellow", "pink", "grey", "purple", "orange", "white"], |c| format!("a face on a {c} background")),
+            truth: |v| field(v, "background"),
+        },
+    ]
+}
+
+fn shape_tasks() -> Vec<Task> {
+    const COLOURS: [&str; 8] = ["red", "green", "blue", "yellow", "purple", "orange", "black", "white"];
+    vec![
+        Task {
+            name: "background",
+            classes: each(&["red", "green", "blue", "yellow", "purple", "orange", "black", "white", "grey"], |c| format!("a shape on a {c} background")),
+            truth: |v| field(v, "background"),
+        },
+        Task { name: "shape", classes: each(&["circle", "square", "triangle", "star", "diamond", "hexagon"], |c| format!("a {c}")), truth: |v| single_shape(v, "shape") },
+        Task { name: "color", classes: each(&COLOURS, |c| format!("a {c} shape")), truth: |v| single_shape(v, "color") },
+        Task { name: "size", classes: each(&["small", "large"], |c| format!("a {c} shape")), truth: |v| single_shape(v, "size") },
+        Task {
+            name: "position",
+            classes: each(&["left", "right", "top", "bottom", "center"], |c| if c == "center" { "a shape in the center".to_string() } else { format!("a shape on the {c}") }),
+            truth: |v| single_shape(v, "position"),
+        },
+    ]
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AttributeScore {
+    pub classes: Vec<String>,
+    pub prompts: Vec<String>,
+    /// Images that have this attribute.
+    pub n: usize,
+    pub accuracy: f64,
+    /// 1 / classes.
+    pub chance: f64,
+    /// The most frequent true class's share: what always answering it would score.
+    pub majority: f64,
+    /// confusion[true class][predicted class], in `classes` order.
+    pub confusion: Vec<Vec<usize>>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub kind: String,
+    pub data: PathBuf,
+    pub images: usize,
+    pub attributes: BTreeMap<String, AttributeScore>,
+    /// Means over the attributes.
+    pub mean_accuracy: f64,
+    pub mean_chance: f64,
+    pub mean_majority: f64,
+}
+
+/// An image file → CLIP input [3, S, S] the way training sees it, without the randomness:
+/// the short side resized to S·76/64 (triangle filter, as the loader), the centre S×S.
+pub fn eval_pixels(path: &Path, size: usize) -> Result<Vec<f32>> {
+    let img = image::open(path).map_err(|e| Error::Other(format!("cannot read image {}: {e}", path.display())))?.to_rgb8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let short = size * 76 / 64;
+    let (nw, nh) = if w <= h { (short, (short as f64 * h as f64 / w as f64) as usize) } else { ((short as f64 * w as f64 / h as f64) as usize, short) };
+    let img = if (nw, nh) == (w, h) { img } else { image::imageops::resize(&img, nw as u32, nh as u32, image::imageops::FilterType::Triangle) };
+    let (top, left) = ((nh - size) / 2, (nw - size) / 2);
+    let mut out = vec![0f32; 3 * size * size];
+    for y in 0..size {
+        for x in 0..size {
+            let p = img.get_pixel((left + x) as u32, (top + y) as u32).0;
+            for c in 0..3 {
+                out[(c * size + y) * size + x] = (p[c] as f32 / 255.0 - MEAN[c]) / STD[c];
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn normalised_rows(v: Vec<f32>, d: usize) -> Vec<Vec<f32>> {
+    v.chunks(d)
+        .map(|r| {
+            let n = r.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            r.iter().map(|x| x / n).collect()
+        })
+        .collect()
+}
+
+/// Text embeddings (L2-normalised) of `prompts`.
+fn embed_prompts(clip: &Clip, tok: &ClipTokenizer, prompts: &[String]) -> Result<Vec<Vec<f32>>> {
+    let ctx = clip.config.text.context_length;
+    let ids: Vec<Vec<u32>> = prompts.iter().map(|p| tok.encode(p, ctx).map(|e| e.ids)).collect::<Result<_>>()?;
+    let tape = Tape::new(&clip.gpu);
+    let e = clip.encode_text(&tape, &ids)?.sent_emb.value().to_vec()?;
+    Ok(normalised_rows(e, clip.config.embed_dim))
+}
+
+const IMAGE_BATCH: usize = 32;
+
+/// Scores `clip` on the synthetic set in `data` (its attributes.jsonl), on the images in
+/// `only` when given (held-out ones), else on all. `progress(done, total)` after each batch.
+pub fn evaluate_with(clip: &Clip, data: &Path, only: Option<&[PathBuf]>, progress: &mut dyn FnMut(usize, usize)) -> Result<Report> {
+    let path = data.join("attributes.jsonl");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::Other(format!("{}: {e} (zero-shot evaluation needs a `ratlip dataset synth` folder)", path.display())))?;
+    let mut lines: Vec<(PathBuf, serde_json::Value)> = Vec::new();
+    for (i, l) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(l).map_err(|e| Error::Other(format!("{} line {}: {e}", path.display(), i + 1)))?;
+        let file = v.get("file").and_then(|f| f.as_str()).ok_or_else(|| Error::Other(format!("{} line {}: no \"file\"", path.display(), i + 1)))?;
+        let image = data.join(file);
+        if only.is_none_or(|o| o.contains(&image)) {
+            lines.push((image, v));
+        }
+    }
+    if lines.is_empty() {
+        return Err(Error::Other(format!("{}: no images to evaluate", path.display())));
+    }
+    let kind = lines[0].1.get("kind").and_then(|k| k.as_str()).unwrap_or("").to_string();
+    let tasks = match kind.as_str() {
+        "faces" => face_tasks(),
+        "shapes" => shape_tasks(),
+        k => return Err(Error::Other(format!("{}: kind {k:?}; zero-shot prompts exist for faces and shapes", path.display()))),
+    };
+    // Image embeddings, in batches.
+    let s = clip.config.vision.image_size;
+    let mut img_emb = Vec::with_capacity(lines.len());
+    for (k, chunk) in lines.chunks(IMAGE_BATCH).enumerate() {
+        let mut px = Vec::with_capacity(chunk.len() * 3 * s * s);
+        for (p, _) in chunk {
+            px.extend(eval_pixels(p, s)?);
+        }
+        let tape = Tape::new(&clip.gpu);
+        let x = tape.constant(Tensor::from_slice(&clip.gpu, &[chunk.len(), 3, s, s], &px)?);
+        let e = clip.encode_image(&tape, &x, &[])?.embedding.value().to_vec()?;
+        img_emb.extend(normalised_rows(e, clip.config.embed_dim));
+        progress((k * IMAGE_BATCH + chunk.len()).min(lines.len()), lines.len());
+    }
+    let tok = ClipTokenizer::bundled()?;
+    let mut attributes = BTreeMap::new();
+    for task in &tasks {
+        let prompts: Vec<String> = task.classes.iter().map(|c| c.1.clone()).collect();
+        let txt = embed_prompts(clip, &tok, &prompts)?;
+        let k = task.classes.len();
+        let mut confusion = vec![vec![0usize; k]; k];
+        for (i, (file, v)) in lines.iter().enumerate() {
+            let Some(truth) = (task.truth)(v) else { continue };
+            let t = task.classes.iter().position(|c| c.0 == truth).ok_or_else(|| {
+                Error::Other(format!("{}: {} = {truth:?} is not one of the zero-shot classes {:?}", file.display(), task.name, task.classes.iter().map(|c| &c.0).collect::<Vec<_>>()))
+            })?;
+            let sims = txt.iter().map(|t| t.iter().zip(&img_emb[i]).map(|(a, b)| a * b).sum::<f32>());
+            let pred = sims.enumerate().fold((0, f32::NEG_INFINITY), |m, (j, s)| if s > m.1 { (j, s) } else { m }).0;
+            confusion[t][pred] += 1;
+        }
+        let n: usize = confusion.iter().flatten().sum();
+        if n == 0 {
+            continue;
+        }
+        let correct: usize = (0..k).map(|c| confusion[c][c]).sum();
+        let majority = confusion.iter().map(|row| row.iter().sum::<usize>()).max().unwrap_or(0);
+        attributes.insert(
+            task.name.to_string(),
+            AttributeScore {
+                classes: task.classes.iter().map(|c| c.0.clone()).collect(),
+                prompts,
+                n,
+                accuracy: correct as f64 / n as f64,
+                chance: 1.0 / k as f64,
+                majority: majority as f64 / n as f64,
+                confusion,
+            },
+        );
+    }
+    let m = attributes.len().max(1) as f64;
+    Ok(Report {
+        kind,
+        data: data.to_path_buf(),
+        images: lines.len(),
+        mean_accuracy: attributes.values().map(|a| a.accuracy).sum::<f64>() / m,
+        mean_chance: attributes.values().map(|a| a.chance).sum::<f64>() / m,
+        mean_majority: attributes.values().map(|a| a.majority).sum::<f64>() / m,
+        attributes,
+    })
+}
+
+pub fn evaluate(clip: &Clip, data: &Path, only: Option<&[PathBuf]>) -> Result<Report> {
+    evaluate_with(clip, data, only, &mut |_, _| {})
+}

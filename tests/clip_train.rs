@@ -1,0 +1,331 @@
+//! CLIP's contrastive training (src/train/clip.rs) against PyTorch, and `ratlip train-clip`'s
+//! run folder on a tiny synthetic set.
+//!
+//! Parity fixture: tests/fixtures/clip_train (tools/reference/clip_train_reference.py): a tiny
+//! OpenAI-layout CLIP, one batch of 6, the loss, every gradient of step 1, and the weights
+//! after two Adam steps. Tolerances, as max |ours − torch| / max |torch| per tensor:
+//! - loss and gradients: 1e-4. Both sides are f32 with different summation orders through
+//!   2 + 2 transformer blocks, the normalisations and a softmax; a wrong transpose, index or
+//!   missing term is an error of order 1.
+//! - weights after two Adam steps: |Δ| ≤ 0.05 · lr per element. Adam's first steps move each
+//!   weight by about ±lr whatever the gradient's size, so a wrong gradient sign shows as 2·lr;
+//!   where a gradient is tiny the update is sensitive to f32 noise in it (measured worst:
+//!   0.014·lr, in a key projection row). The key bias of in_proj is exempt (bounded by 4·lr
+//!   only): its gradient is zero in exact arithmetic, softmax being shift-invariant, so both
+//!   sides' updates are Adam-normalised rounding noise (measured up to 0.13·lr apart).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use ratlip::autograd::Tape;
+use ratlip::clip::config::{ClipConfig, TextConfig, VisionConfig};
+use ratlip::clip::model::{Clip, TrainVars, Weights};
+use ratlip::data::synth::{self, Kind, Options};
+use ratlip::train::clip::{contrastive_grads, ClipRun, ClipRunConfig, ClipTrainer, Outcome, LOGIT_SCALE};
+use ratlip::weights::WeightFile;
+use ratlip::{Gpu, GpuOptions, Tensor};
+
+#[path = "support/reference.rs"]
+mod support;
+use support::{rel, Ref};
+
+fn gpu() -> Gpu {
+    Gpu::new(&GpuOptions::default()).expect("CLIP training tests need a GPU adapter (lavapipe is enough)")
+}
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip_train")
+}
+
+/// Our gradients / tensors in OpenAI names: q, k, v parts joined back into in_proj.
+fn joined(mut m: BTreeMap<String, Vec<f32>>) -> BTreeMap<String, Vec<f32>> {
+    let stems: Vec<String> = m.keys().filter_map(|k| k.strip_suffix(".q").map(str::to_string)).collect();
+    for stem in stems {
+        let mut all = Vec::new();
+        for p in ["q", "k", "v"] {
+            all.extend(m.remove(&format!("{stem}.{p}")).unwrap());
+        }
+        m.insert(stem, all);
+    }
+    m
+}
+
+#[test]
+fn one_step_matches_pytorch() {
+    let g = gpu();
+    let mut trainer = ClipTrainer::load(&g, &fixture().join("clip.safetensors")).unwrap();
+    let mut r = Ref::open(&fixture().join("step.safetensors"));
+    let pixels = r.tensor(&g, "pixels");
+    let (shape, ids) = r.host("ids");
+    let ids: Vec<Vec<u32>> = ids.chunks(shape[1]).map(|row| row.iter().map(|&x| x as u32).collect()).collect();
+
+    let out = contrastive_grads(&trainer.clip, &trainer.logit_scale, &pixels, &ids).unwrap();
+    let want = r.scalar("loss");
+    assert!(((out.loss - want) / want).abs() < 1e-4, "loss {} vs torch {want}", out.loss);
+    assert_eq!(out.acc_i2t, r.scalar("acc_i2t"));
+    assert_eq!(out.acc_t2i, r.scalar("acc_t2i"));
+    let ours = joined(out.grads.iter().map(|(n, t)| (n.clone(), t.to_vec().unwrap())).collect());
+    let theirs = r.under("grad.");
+    assert_eq!(ours.keys().collect::<Vec<_>>(), theirs.keys().collect::<Vec<_>>(), "a gradient for every parameter, no more");
+    let mut worst = (0.0, String::new());
+    for (name, (_, want)) in &theirs {
+        let e = rel(&ours[name], want);
+        if e > worst.0 {
+            worst = (e, name.clone());
+        }
+    }
+    eprintln!("loss {} vs {want}; worst gradient: {} at {:.2e}", out.loss, worst.1, worst.0);
+    assert!(worst.0 < 1e-4, "gradient of {} differs by {:.2e} of its largest element", worst.1, worst.0);
+
+    let lr: f32 = r.0.metadata["lr"].parse().unwrap();
+    trainer.step(&pixels, &ids, lr).unwrap();
+    let second = trainer.step(&pixels, &ids, lr).unwrap();
+    let want2 = r.scalar("loss2");
+    assert!(((second.loss - want2) / want2).abs() < 1e-3, "step 2 loss {} vs torch {want2}", second.loss);
+    let mut after: BTreeMap<String, Vec<f32>> = trainer.clip.state_dict().unwrap().into_iter().map(|(n, t)| (n, t.data)).collect();
+    after.insert(LOGIT_SCALE.into(), vec![trainer.logit_scale_value().unwrap()]);
+    let theirs = r.under("after.");
+    assert_eq!(after.keys().collect::<Vec<_>>(), theirs.keys().collect::<Vec<_>>());
+    for (name, (_, want)) in &theirs {
+        let width = want.len() / 3;
+        for (i, (a, b)) in after[name].iter().zip(want).enumerate() {
+            // The key bias's gradient is zero in exact arithmetic (softmax is shift-invariant),
+            // so Adam turns both sides' f32 noise into ±lr steps: only bounded.
+            let key_bias = name.ends_with("in_proj_bias") && (width..2 * width).contains(&i);
+            let tol = if key_bias { 4.0 * lr } else { 0.05 * lr };
+            assert!((a - b).abs() <= tol, "{name}[{i}] after two Adam steps: {a} vs torch {b} (tolerance {tol:.1e})");
+        }
+    }
+}
+
+#[test]
+fn frozen_use_records_nothing_and_training_reaches_every_tensor() {
+    let g = gpu();
+    let trainer = ClipTrainer::load(&g, &fixture().join("clip.safetensors")).unwrap();
+    let clip = &trainer.clip;
+    let ids = vec![vec![62, 5, 9, 63, 0, 0, 0, 0]];
+    let px = Tensor::zeros(&g, &[1, 3, 8, 8]).unwrap();
+
+    let tape = Tape::new(&g);
+    clip.encode_text(&tape, &ids).unwrap();
+    clip.encode_image(&tape, &tape.constant(px.clone()), &[0]).unwrap();
+    assert_eq!(tape.len(), 0, "frozen CLIP on constant inputs must record no tape nodes");
+
+    let tape = Tape::new(&g);
+    let tv = TrainVars::new();
+    let a = clip.encode_text_with(Weights::Trained(&tv), &tape, &ids).unwrap().sent_emb;
+    let b = clip.encode_image_with(Weights::Trained(&tv), &tape, &tape.constant(px), &[]).unwrap().embedding;
+    let s = tape.add(&tape.sum(&a, &[0, 1], false).unwrap(), &tape.sum(&b, &[0, 1], false).unwrap()).unwrap();
+    let mut grads = tape.backward(&s).unwrap();
+    let got = tv.gradients(&mut grads);
+    let names: Vec<String> = clip.tensors().into_keys().collect();
+    assert_eq!(got.into_keys().collect::<Vec<_>>(), names, "every CLIP tensor is a trained variable");
+}
+
+#[test]
+fn checkpoint_is_a_clip_file() {
+    let g = gpu();
+    let trainer = ClipTrainer::load(&g, &fixture().join("clip.safetensors")).unwrap();
+    let dir = scratch("ckpt");
+    let path = dir.join("c.safetensors");
+    trainer.save(&path, &[]).unwrap();
+    let clip = Clip::load(&g, &path).unwrap();
+    assert_eq!(clip.config, trainer.clip.config);
+    let w = WeightFile::load(&path).unwrap();
+    let orig = WeightFile::load(&fixture().join("clip.safetensors")).unwrap();
+    for name in orig.names() {
+        assert!(w.contains(name), "{name} missing from the saved CLIP");
+    }
+    let again = ClipTrainer::load(&g, &path).unwrap();
+    assert_eq!(again.logit_scale_value().unwrap(), trainer.logit_scale_value().unwrap());
+}
+
+// ---- the run folder ---------------------------------------------------------------------
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ratlip_clip_train_{}_{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn faces(dir: &Path, count: usize) -> PathBuf {
+    let out = dir.join("data");
+    synth::write_dataset(&Options { kind: Kind::Faces, count, size: 32, seed: 0, out: out.clone(), threads: 2 }, &|_| {}).unwrap();
+    out
+}
+
+fn tiny_run(data: &Path, steps: u64) -> ClipRunConfig {
+    let mut c = ClipRunConfig::new(data.to_path_buf());
+    c.clip = ClipConfig {
+        text: TextConfig { width: 32, layers: 1, heads: 2, context_length: 32, vocab_size: 49408 },
+        vision: VisionConfig { width: 32, layers: 1, heads: 2, patch_size: 8, image_size: 32 },
+        embed_dim: 16,
+        layer_norm_eps: 1e-5,
+    };
+    c.batch = 8;
+    c.steps = steps;
+    c.lr = 2e-3;
+    c.checkpoint_every = 0;
+    c.holdout = 8;
+    c.workers = 2;
+    c
+}
+
+fn losses(dir: &Path) -> Vec<f64> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_short_run_learns_and_writes_its_files() {
+    let g = gpu();
+    let dir = scratch("learn");
+    let data = faces(&dir, 24);
+    let out = dir.join("run");
+    let mut run = ClipRun::create(&g, &out, tiny_run(&data, 16), None).unwrap();
+    assert_eq!(run.train(&AtomicBool::new(false), |_| {}).unwrap(), Outcome::Finished);
+    let report = run.evaluate().unwrap();
+    let l = losses(&out);
+    assert_eq!(l.len(), 16);
+    let (first, last) = (l[..4].iter().sum::<f64>() / 4.0, l[12..].iter().sum::<f64>() / 4.0);
+    assert!(last < first * 0.8, "loss should fall over 16 steps: first four {first:.3}, last four {last:.3} ({l:?})");
+    for f in ["config.json", "metrics.jsonl", "zero_shot.json", "checkpoints/step_000016.safetensors", "checkpoints/train_state_000016.safetensors"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    assert_eq!(report.images, 8);
+    assert!(report.attributes.contains_key("hair_color") && report.attributes.contains_key("glasses"));
+    for a in report.attributes.values() {
+        assert!(a.n > 0 && a.n <= 8 && (0.0..=1.0).contains(&a.accuracy));
+    }
+    // The checkpoint is a CLIP file the rest of ratlip reads.
+    let clip = Clip::load(&g, &out.join("checkpoints/step_000016.safetensors")).unwrap();
+    assert_eq!(clip.config, run.config.clip);
+    let e = ClipRun::create(&g, &out, tiny_run(&data, 4), None).err().unwrap().to_string();
+    assert!(e.contains("already holds a run") && e.contains("--resume"), "{e}");
+}
+
+fn weights_of(path: &Path) -> BTreeMap<String, Vec<f32>> {
+    let mut w = WeightFile::load(path).unwrap();
+    let names: Vec<String> = w.names().map(str::to_string).collect();
+    names.into_iter().map(|n| (n.clone(), w.take_any(&n).unwrap().data)).collect()
+}
+
+#[test]
+fn resume_is_bit_exact() {
+    let g = gpu();
+    let dir = scratch("resume");
+    let data = faces(&dir, 20);
+    let straight = dir.join("straight");
+    let mut run = ClipRun::create(&g, &straight, tiny_run(&data, 6), None).unwrap();
+    run.train(&AtomicBool::new(false), |_| {}).unwrap();
+    drop(run);
+
+    let split = dir.join("split");
+    let mut run = ClipRun::create(&g, &split, tiny_run(&data, 6), None).unwrap();
+    // Stop after 3 steps the way Ctrl-C does: the flag is seen before step 4.
+    let stop = AtomicBool::new(false);
+    let outcome = run.train(&stop, |r| if r.step == 3 { stop.store(true, std::sync::atomic::Ordering::Relaxed) }).unwrap();
+    assert_eq!(outcome, Outcome::Interrupted);
+    assert!(split.join("checkpoints/train_state_000003.safetensors").is_file());
+    drop(run);
+    let mut run = ClipRun::resume(&g, &split).unwrap();
+    assert_eq!(run.step, 3);
+    run.train(&AtomicBool::new(false), |_| {}).unwrap();
+
+    let a = weights_of(&straight.join("checkpoints/step_000006.safetensors"));
+    let b = weights_of(&split.join("checkpoints/step_000006.safetensors"));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (n, v) in &a {
+        assert!(v == &b[n], "{n} differs after resume");
+    }
+    let sa = weights_of(&straight.join("checkpoints/train_state_000006.safetensors"));
+    let sb = weights_of(&split.join("checkpoints/train_state_000006.safetensors"));
+    assert!(sa == sb, "Adam state differs after resume");
+    assert_eq!(losses(&straight), losses(&split), "metrics: the same losses, one line per step");
+}
+
+#[test]
+fn captions_longer_than_the_context_are_cut_and_recorded() {
+    let mut c = ratlip::train::clip::Captions::new(8).unwrap();
+    let short = c.ids("a red circle").unwrap();
+    assert_eq!(short.len(), 8);
+    assert!(c.truncated.is_empty());
+    let long = "portrait of a youthful man who is frowning, with a receding hairline and dark skin";
+    let ids = c.ids(long).unwrap();
+    assert_eq!(ids.len(), 8);
+    assert_eq!(*ids.last().unwrap(), 49407, "EOS stays last, where the text tower reads the sentence");
+    assert!(c.truncated[long] > 8);
+}
+
+#[test]
+fn cli_train_clip_then_eval() {
+    let dir = scratch("cli");
+    let data = faces(&dir, 14);
+    let cfg = dir.join("clip.json");
+    std::fs::write(&cfg, serde_json::to_string(&tiny_run(&data, 1).clip).unwrap()).unwrap();
+    let out = dir.join("run");
+    let bin = env!("CARGO_BIN_EXE_ratlip");
+    let args = ["train-clip", "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--config", cfg.to_str().unwrap()];
+    let r = std::process::Command::new(bin).args(args).args(["--batch", "4", "--steps", "2", "--holdout", "4"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success(), "{stderr}");
+    assert!(stderr.contains("step 2/2") && stderr.contains("ETA"), "{stderr}");
+    assert!(stdout.contains("zero-shot on 4 faces images") && stdout.contains("hair_color"), "{stdout}");
+    let ckpt = out.join("checkpoints/step_000002.safetensors");
+    let json = dir.join("eval.json");
+    let r = std::process::Command::new(bin)
+        .args(["clip", "eval", "--clip", ckpt.to_str().unwrap(), "--data", data.to_str().unwrap(), "--limit", "4", "--out", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    // The same CLIP on the same held-out images: the run's own report, number for number.
+    let a: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("zero_shot.json")).unwrap()).unwrap();
+    assert_eq!(a["attributes"], b["attributes"]);
+    // A second run into the same folder is refused, pointing at --resume.
+    let r = std::process::Command::new(bin).args(args).output().unwrap();
+    assert!(!r.status.success() && String::from_utf8_lossy(&r.stderr).contains("--resume"));
+}
+
+#[test]
+fn the_clip_loader_does_not_flip() {
+    use ratlip::train::data::{Dataset, Loader, Position};
+    let dir = scratch("flip");
+    let data = faces(&dir, 16);
+    let ds = std::sync::Arc::new(Dataset::open(&data).unwrap());
+    let s = 16;
+    let with = Loader::with_flip(ds.clone(), s, 3, Position::default(), 1, 4, true).next_batch(16).unwrap();
+    let without = Loader::with_flip(ds, s, 3, Position::default(), 1, 4, false).next_batch(16).unwrap();
+    let mirror = |p: &[f32]| -> Vec<f32> { (0..p.len()).map(|i| p[i - i % s + (s - 1 - i % s)]).collect() };
+    let mut flipped = 0;
+    for (a, b) in with.iter().zip(&without) {
+        assert_eq!((a.item, &a.caption), (b.item, &b.caption), "the same sample, caption and crop either way");
+        if a.pixels != b.pixels {
+            assert_eq!(mirror(&a.pixels), b.pixels, "the only difference is the mirror image");
+            flipped += 1;
+        }
+    }
+    assert!(flipped > 0 && flipped < 16, "the augmentation flips about half ({flipped} of 16)");
+}
+
+#[test]
+fn logit_scale_is_clamped_after_each_update() {
+    let g = gpu();
+    let mut r = Ref::open(&fixture().join("step.safetensors"));
+    let pixels = r.tensor(&g, "pixels");
+    let (shape, ids) = r.host("ids");
+    let ids: Vec<Vec<u32>> = ids.chunks(shape[1]).map(|row| row.iter().map(|&x| x as u32).collect()).collect();
+    // Adam moves a scalar by about lr per step: from 5 or −1 it stays out of range unless clamped.
+    for (start, want) in [(5.0, ratlip::train::clip::LOGIT_SCALE_MAX), (-1.0, 0.0)] {
+        let clip = Clip::load(&g, &fixture().join("clip.safetensors")).unwrap();
+        let mut t = ClipTrainer::new(clip, start).unwrap();
+        t.step(&pixels, &ids, 1e-3).unwrap();
+        assert_eq!(t.logit_scale_value().unwrap(), want, "from {start}");
+    }
+}
