@@ -329,3 +329,44 @@ fn logit_scale_is_clamped_after_each_update() {
         assert_eq!(t.logit_scale_value().unwrap(), want, "from {start}");
     }
 }
+
+/// `ratlip train --clip`: a fresh GAN on an in-house CLIP file (as train-clip writes it) takes
+/// that CLIP's sizes and weights; a CLIP the config cannot use is a clear error.
+#[test]
+fn a_gan_trains_on_an_in_house_clip() {
+    use ratlip::model::{Arch, Model, ModelConfig};
+    let g = gpu();
+    let dir = scratch("gan-on-clip");
+    let data = faces(&dir, 6);
+    // The tiny GAN config's CLIP sizes, with fresh weights of another seed, saved as train-clip does.
+    let donor = Model::init(&g, ModelConfig::tiny(Arch::Ratlip), None, 77, false).unwrap();
+    let clip_path = dir.join("clip.safetensors");
+    ClipTrainer::new(donor.clip, 2.0).unwrap().save(&clip_path, &[]).unwrap();
+    let run = dir.join("run");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_ratlip"))
+        .args(["train", "--data", data.to_str().unwrap(), "--out", run.to_str().unwrap(), "--clip", clip_path.to_str().unwrap()])
+        .args(["--steps", "1", "--batch", "2", "--sample-every", "0", "--no-shuffle-attention"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let model = Model::load(&g, &run.join("checkpoints/step_000001.safetensors")).unwrap();
+    assert_eq!(model.config.shuffle_attention, Some(false));
+    let ours = Clip::load(&g, &clip_path).unwrap().state_dict().unwrap();
+    let kept = model.clip.state_dict().unwrap();
+    assert_eq!(ours.len(), kept.len());
+    for (name, t) in &ours {
+        assert_eq!(t.data, kept[name].data, "{name}: the GAN must keep the CLIP it was given, frozen");
+    }
+
+    // A CLIP with too few vision blocks for the tiny config's prompts: refused, saying why.
+    let small = Clip::load(&g, &fixture().join("clip.safetensors")).unwrap();
+    let small_path = dir.join("small_clip.safetensors");
+    ClipTrainer::new(small, 2.0).unwrap().save(&small_path, &[]).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_ratlip"))
+        .args(["train", "--data", data.to_str().unwrap(), "--out", dir.join("run2").to_str().unwrap(), "--clip", small_path.to_str().unwrap(), "--steps", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("model config"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

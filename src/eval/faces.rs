@@ -5,6 +5,7 @@
 
 use crate::data::synth::{FaceAttrs, BACKGROUNDS, HAIR, SKINS};
 
+
 /// The evaluation caption: the dataset's "portrait of …" template with fixed wording. It
 /// states age, gender, expression, hair (colour unless bald), skin and background.
 pub fn caption(a: &FaceAttrs) -> String {
@@ -21,22 +22,22 @@ pub fn caption(a: &FaceAttrs) -> String {
     format!("portrait of {article} {} {noun} who is {ing}, with {hair} and {} skin, on a {} background", a.age, a.skin, a.background)
 }
 
-/// An attribute the evaluation checks, its classes, and the prompt per class.
+/// An attribute the evaluation checks: its classes, and the zero-shot prompt per class
+/// (`ratlip clip eval`'s, from `train::zero_shot`).
 pub struct Attribute {
     pub name: &'static str,
-    pub classes: Vec<&'static str>,
+    pub classes: Vec<String>,
+    pub prompts: Vec<String>,
 }
 
+/// The attributes the evaluation caption states (glasses, beard and hair style it does not).
 pub fn attributes() -> Vec<Attribute> {
-    let names = |t: &[(&'static str, [u8; 3])]| t.iter().map(|c| c.0).collect::<Vec<_>>();
-    vec![
-        Attribute { name: "gender", classes: vec!["man", "woman"] },
-        Attribute { name: "age", classes: vec!["young", "old"] },
-        Attribute { name: "expression", classes: vec!["smiling", "sad"] },
-        Attribute { name: "hair_color", classes: names(&HAIR) },
-        Attribute { name: "skin", classes: names(&SKINS) },
-        Attribute { name: "background", classes: names(&BACKGROUNDS) },
-    ]
+    const STATED: [&str; 6] = ["gender", "age", "expression", "hair_color", "skin", "background"];
+    crate::train::zero_shot::face_class_prompts()
+        .into_iter()
+        .filter(|(name, _)| STATED.contains(name))
+        .map(|(name, classes)| Attribute { name, classes: classes.iter().map(|c| c.0.clone()).collect(), prompts: classes.into_iter().map(|c| c.1).collect() })
+        .collect()
 }
 
 /// The true class of `attr` for these attributes; None where the caption does not state it
@@ -52,20 +53,6 @@ pub fn truth(a: &FaceAttrs, attr: &str) -> Option<&'static str> {
         "background" => a.background,
         _ => return None,
     })
-}
-
-/// The zero-shot prompt for one class, in the captions' own words; the other attributes are
-/// left out so only this one separates the prompts.
-pub fn class_prompt(attr: &str, class: &str) -> String {
-    match attr {
-        "gender" => format!("a portrait of a {class}"),
-        "age" => format!("a portrait of {} {class} person", if class == "old" { "an" } else { "a" }),
-        "expression" => format!("a portrait of a person who is {}", if class == "sad" { "looking sad" } else { class }),
-        "hair_color" => format!("a portrait of a person with {class} hair"),
-        "skin" => format!("a portrait of a person with {class} skin"),
-        "background" => format!("a portrait on a {class} background"),
-        _ => class.to_string(),
-    }
 }
 
 /// Attributes read off the pixels, each the palette entry nearest to where the renderer

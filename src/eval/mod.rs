@@ -7,8 +7,9 @@
 //! - **Generation**: image i from `latent::seed_noise(seed, i)` and the model's own CLIP
 //!   embedding of prompt i, G in eval mode, at the model's size.
 //! - **Features**: the evaluator's projected image embedding (`ln_post(cls) @ proj`) of each
-//!   image, preprocessed as CLIP scores images (bicubic resize of the short side, centre
-//!   crop, CLIP's mean/std), for real and generated images alike.
+//!   image, preprocessed as `ratlip train-clip` shows images to its CLIP without the
+//!   randomness (short side to S·76/64, triangle filter, centre S×S crop, CLIP's mean/std),
+//!   for real and generated images alike.
 //! - **FD**: Fréchet distance of Gaussians fitted to the real and generated features (f64,
 //!   covariance with n − 1). Reported beside it: FD of the real set's two halves against each
 //!   other ("real vs real": the floor this sample size allows).
@@ -16,7 +17,7 @@
 //! - **R-precision**: prompt i against 99 prompts of other images (drawn with `seed`, distinct
 //!   texts); a hit when prompt i has the highest cosine. Chance is 1%.
 //! - **Attribute accuracy**: per attribute the prompt states, (a) zero-shot by the evaluator
-//!   ([`faces::class_prompt`] per class, highest cosine wins) and (b) by detectors that read
+//!   (`ratlip clip eval`'s prompt per class, highest cosine wins) and (b) by detectors that read
 //!   the renderer's palette off the pixels ([`faces::detect`]). Real images get the same
 //!   measures, as the ceiling.
 
@@ -29,7 +30,6 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::autograd::Tape;
-use crate::clip::preprocess::for_scoring_rgb;
 use crate::clip::tokenizer::ClipTokenizer;
 use crate::clip::model::Clip;
 use crate::data::synth::FaceAttrs;
@@ -39,6 +39,7 @@ use crate::latent::seed_noise;
 use crate::model::Model;
 use crate::rng::Rng;
 use crate::tensor::Tensor;
+use crate::train::zero_shot::eval_pixels_rgb;
 
 use frechet::{frechet_distance, Gaussian};
 
@@ -151,7 +152,8 @@ pub fn embed_texts(clip: &Clip, texts: &[String]) -> Result<Vec<Vec<f32>>> {
     Ok(out)
 }
 
-/// Projected image embeddings, CLIP's scoring preprocessing, in batches.
+/// Projected image embeddings, in batches, each image preprocessed as `ratlip train-clip`
+/// shows images to the CLIP it trains (`zero_shot::eval_pixels_rgb`).
 pub fn embed_images(clip: &Clip, imgs: &[Rgb8]) -> Result<Vec<Vec<f32>>> {
     let size = clip.config.vision.image_size;
     let mut out = Vec::with_capacity(imgs.len());
@@ -160,7 +162,7 @@ pub fn embed_images(clip: &Clip, imgs: &[Rgb8]) -> Result<Vec<Vec<f32>>> {
         for im in chunk {
             let rgb = image::RgbImage::from_raw(im.width as u32, im.height as u32, im.data.clone())
                 .ok_or_else(|| Error::Other("image buffer of the wrong size".into()))?;
-            px.extend(for_scoring_rgb(&rgb, size).data);
+            px.extend(eval_pixels_rgb(&rgb, size));
         }
         let tape = Tape::new(&clip.gpu);
         let x = tape.constant(Tensor::from_slice(&clip.gpu, &[chunk.len(), 3, size, size], &px)?);
@@ -217,8 +219,7 @@ pub fn measure(evaluator: &Clip, examples: &[Example], imgs: &[Rgb8], feats: &[V
     let mut detected = BTreeMap::new();
     let found: Vec<faces::Detected> = imgs.iter().map(|im| faces::detect(&im.data, im.width)).collect();
     for attr in faces::attributes() {
-        let prompts: Vec<String> = attr.classes.iter().map(|c| faces::class_prompt(attr.name, c)).collect();
-        let class_emb = embed_texts(evaluator, &prompts)?;
+        let class_emb = embed_texts(evaluator, &attr.prompts)?;
         let (mut right, mut total, mut det_right) = (0usize, 0usize, 0usize);
         for i in 0..n {
             let Some(truth) = faces::truth(&examples[i].attrs, attr.name) else { continue };

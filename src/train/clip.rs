@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use super::adam::Adam;
 use super::data::{Dataset, Loader, Position};
+use super::objective::grad_norm;
 use crate::autograd::Tape;
 use crate::clip::config::{ClipConfig, TextConfig, VisionConfig};
 use crate::clip::model::{Clip, TrainVars, Weights};
@@ -41,7 +42,7 @@ use crate::clip::tokenizer::ClipTokenizer;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::loss::targets_tensor;
-use crate::ops::{elementwise, reduce};
+use crate::ops::elementwise;
 use crate::tensor::Tensor;
 use crate::weights::{save_safetensors, write_atomic, HostTensor, WeightFile};
 
@@ -196,22 +197,6 @@ impl ClipTrainer {
     }
 }
 
-/// √Σ g² over every tensor, one read-back.
-fn grad_norm(grads: &BTreeMap<String, Tensor>) -> Result<f32> {
-    let mut total: Option<Tensor> = None;
-    for g in grads.values() {
-        let flat = g.reshape(&[g.numel()])?;
-        let sq = reduce::sum(&elementwise::mul(&flat, &flat)?, &[0], false)?;
-        total = Some(match total {
-            None => sq,
-            Some(t) => elementwise::add(&t, &sq)?,
-        });
-    }
-    Ok(match total {
-        Some(t) => t.to_vec()?[0].sqrt(),
-        None => 0.0,
-    })
-}
 
 /// Caption → ids at the CLIP's context length, tokenised once per caption. Captions that do
 /// not fit are cut (EOS kept last) and reported once each.

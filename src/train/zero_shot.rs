@@ -132,10 +132,21 @@ pub struct Report {
 /// the short side resized to S·76/64 (triangle filter, as the loader), the centre S×S.
 pub fn eval_pixels(path: &Path, size: usize) -> Result<Vec<f32>> {
     let img = image::open(path).map_err(|e| Error::Other(format!("cannot read image {}: {e}", path.display())))?.to_rgb8();
+    Ok(eval_pixels_rgb(&img, size))
+}
+
+/// [`eval_pixels`] of an image in memory (e.g. a generated one).
+pub fn eval_pixels_rgb(img: &image::RgbImage, size: usize) -> Vec<f32> {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let short = size * 76 / 64;
     let (nw, nh) = if w <= h { (short, (short as f64 * h as f64 / w as f64) as usize) } else { ((short as f64 * w as f64 / h as f64) as usize, short) };
-    let img = if (nw, nh) == (w, h) { img } else { image::imageops::resize(&img, nw as u32, nh as u32, image::imageops::FilterType::Triangle) };
+    let resized;
+    let img = if (nw, nh) == (w, h) {
+        img
+    } else {
+        resized = image::imageops::resize(img, nw as u32, nh as u32, image::imageops::FilterType::Triangle);
+        &resized
+    };
     let (top, left) = ((nh - size) / 2, (nw - size) / 2);
     let mut out = vec![0f32; 3 * size * size];
     for y in 0..size {
@@ -146,7 +157,13 @@ pub fn eval_pixels(path: &Path, size: usize) -> Result<Vec<f32>> {
             }
         }
     }
-    Ok(out)
+    out
+}
+
+/// The faces attributes' zero-shot classes: (attribute, [(class, prompt)]), the prompts
+/// `ratlip clip eval` uses, so `ratlip eval` reads generated faces the same way.
+pub fn face_class_prompts() -> Vec<(&'static str, Vec<(String, String)>)> {
+    face_tasks().into_iter().map(|t| (t.name, t.classes)).collect()
 }
 
 fn normalised_rows(v: Vec<f32>, d: usize) -> Vec<Vec<f32>> {
