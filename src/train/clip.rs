@@ -25,13 +25,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use super::adam::Adam;
+use super::checkpoints::{checkpoint_paths, drive, io, keep_newest, Steps};
 use super::data::{Dataset, Loader, Position};
 use super::objective::grad_norm;
 use crate::autograd::Tape;
@@ -309,7 +310,7 @@ pub struct ClipStepReport {
     pub epoch: u64,
 }
 
-pub use super::run::Outcome;
+pub use super::checkpoints::{checkpoint_steps, Outcome};
 
 pub struct ClipRun {
     pub dir: PathBuf,
@@ -324,20 +325,6 @@ pub struct ClipRun {
     wall_s: f64,
     session_start: Instant,
     last_checkpoint: Option<(u64, PathBuf)>,
-}
-
-fn io(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Other(format!("{}: {e}", path.display()))
-}
-
-fn checkpoint_paths(dir: &Path, step: u64) -> (PathBuf, PathBuf) {
-    let c = dir.join("checkpoints");
-    (c.join(format!("step_{step:06}.safetensors")), c.join(format!("train_state_{step:06}.safetensors")))
-}
-
-/// Steps that have a complete checkpoint (both files), ascending.
-pub fn checkpoint_steps(dir: &Path) -> Vec<u64> {
-    super::run::checkpoint_steps(dir)
 }
 
 /// The data folder split into (training items, the last `holdout` held out).
@@ -503,37 +490,15 @@ impl ClipRun {
         header.insert("ratlip_clip_train_state".to_string(), serde_json::to_string(&meta).map_err(|e| Error::Other(e.to_string()))?);
         header.insert("format".to_string(), "ratlip-clip-train-state".to_string());
         save_safetensors(&state_path, &tensors, &header)?;
-        let steps = checkpoint_steps(&self.dir);
-        for &old in steps.iter().take(steps.len().saturating_sub(self.config.keep)) {
-            let (m, s) = checkpoint_paths(&self.dir, old);
-            // The state file first: a model file without one is not a checkpoint.
-            std::fs::remove_file(&s).map_err(|e| io(&s, e))?;
-            std::fs::remove_file(&m).map_err(|e| io(&m, e))?;
-        }
+        keep_newest(&self.dir, self.config.keep)?;
         self.last_checkpoint = Some((self.step, model_path.clone()));
         Ok(model_path)
     }
 
     /// Steps until `config.steps` (or until `stop` is set: then a checkpoint and
     /// `Outcome::Interrupted`), with checkpoints on schedule and at the end.
-    pub fn train(&mut self, stop: &AtomicBool, mut on_step: impl FnMut(&ClipStepReport)) -> Result<Outcome> {
-        while self.step < self.config.steps {
-            if stop.load(Ordering::Relaxed) {
-                if self.last_checkpoint.as_ref().map(|c| c.0) != Some(self.step) {
-                    self.checkpoint()?;
-                }
-                return Ok(Outcome::Interrupted);
-            }
-            let r = self.step()?;
-            on_step(&r);
-            if self.config.checkpoint_every > 0 && self.step % self.config.checkpoint_every == 0 {
-                self.checkpoint()?;
-            }
-        }
-        if self.last_checkpoint.as_ref().map(|c| c.0) != Some(self.step) {
-            self.checkpoint()?;
-        }
-        Ok(Outcome::Finished)
+    pub fn train(&mut self, stop: &AtomicBool, on_step: impl FnMut(&ClipStepReport)) -> Result<Outcome> {
+        drive(self, stop, on_step)
     }
 
     /// The newest checkpoint this session wrote or resumed from.
@@ -549,5 +514,24 @@ impl ClipRun {
         let path = self.dir.join("zero_shot.json");
         write_atomic(&path, (serde_json::to_string_pretty(&report).map_err(|e| Error::Other(e.to_string()))? + "\n").as_bytes())?;
         Ok(report)
+    }
+}
+
+impl Steps for ClipRun {
+    type Report = ClipStepReport;
+    fn progress(&self) -> (u64, u64) {
+        (self.step, self.config.steps)
+    }
+    fn checkpoint_every(&self) -> u64 {
+        self.config.checkpoint_every
+    }
+    fn checkpointed_at(&self) -> Option<u64> {
+        self.last_checkpoint.as_ref().map(|c| c.0)
+    }
+    fn step(&mut self) -> Result<ClipStepReport> {
+        ClipRun::step(self)
+    }
+    fn checkpoint(&mut self) -> Result<PathBuf> {
+        ClipRun::checkpoint(self)
     }
 }

@@ -14,6 +14,7 @@
 //!   [`zero_shot`]: its zero-shot attribute accuracy on synthetic images.
 
 pub mod adam;
+pub mod checkpoints;
 pub mod clip;
 pub mod data;
 pub mod objective;

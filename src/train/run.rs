@@ -22,13 +22,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use super::adam::{Adam, BETAS, EPS, LR_D, LR_G};
+use super::checkpoints::{checkpoint_paths, drive, io, keep_newest, Steps};
+pub use super::checkpoints::{checkpoint_steps, Outcome};
 use super::data::{Dataset, Loader, Position, TextCache};
 use super::objective::{d_losses, g_losses, generate_fake, grad_norm, Batch, Metrics};
 use crate::error::{Error, Result};
@@ -126,13 +128,6 @@ pub struct StepReport {
     pub skipped: usize,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Finished,
-    /// Stopped on request (Ctrl-C) after writing a checkpoint.
-    Interrupted,
-}
-
 pub struct Run {
     pub dir: PathBuf,
     pub config: RunConfig,
@@ -150,27 +145,6 @@ pub struct Run {
     session_start: Instant,
     last_checkpoint: Option<(u64, PathBuf)>,
     last_sample: Option<u64>,
-}
-
-fn io(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Other(format!("{}: {e}", path.display()))
-}
-
-fn checkpoint_paths(dir: &Path, step: u64) -> (PathBuf, PathBuf) {
-    let c = dir.join("checkpoints");
-    (c.join(format!("step_{step:06}.safetensors")), c.join(format!("train_state_{step:06}.safetensors")))
-}
-
-/// Steps that have a complete checkpoint (both files), ascending.
-pub fn checkpoint_steps(dir: &Path) -> Vec<u64> {
-    let Ok(rd) = std::fs::read_dir(dir.join("checkpoints")) else { return Vec::new() };
-    let mut steps: Vec<u64> = rd
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("train_state_")?.strip_suffix(".safetensors")?.parse().ok()))
-        .filter(|&s| checkpoint_paths(dir, s).0.is_file())
-        .collect();
-    steps.sort_unstable();
-    steps
 }
 
 const NOISE_STREAM: u64 = 0x4E01_5E00;
@@ -376,13 +350,7 @@ impl Run {
         header.insert("ratlip_train_state".to_string(), serde_json::to_string(&meta).map_err(|e| Error::Other(e.to_string()))?);
         header.insert("format".to_string(), "ratlip-train-state".to_string());
         save_safetensors(&state_path, &tensors, &header)?;
-        let steps = checkpoint_steps(&self.dir);
-        for &old in steps.iter().take(steps.len().saturating_sub(self.config.keep)) {
-            let (m, s) = checkpoint_paths(&self.dir, old);
-            // The state file first: a model file without one is not a checkpoint.
-            std::fs::remove_file(&s).map_err(|e| io(&s, e))?;
-            std::fs::remove_file(&m).map_err(|e| io(&m, e))?;
-        }
+        keep_newest(&self.dir, self.config.keep)?;
         self.last_checkpoint = Some((self.step, model_path.clone()));
         Ok(model_path)
     }
@@ -414,35 +382,40 @@ impl Run {
 
     /// Steps until `config.steps` (or until `stop` is set: then a checkpoint and
     /// `Outcome::Interrupted`), with checkpoints and samples on schedule and at the end.
-    pub fn train(&mut self, stop: &AtomicBool, mut on_step: impl FnMut(&StepReport)) -> Result<Outcome> {
-        while self.step < self.config.steps {
-            if stop.load(Ordering::Relaxed) {
-                if self.last_checkpoint.as_ref().map(|c| c.0) != Some(self.step) {
-                    self.checkpoint()?;
-                }
-                return Ok(Outcome::Interrupted);
-            }
-            let r = self.step()?;
-            on_step(&r);
-            if self.config.checkpoint_every > 0 && self.step % self.config.checkpoint_every == 0 {
-                self.checkpoint()?;
-            }
-            if self.config.sample_every > 0 && self.step % self.config.sample_every == 0 {
-                self.sample()?;
-            }
-        }
-        if self.last_checkpoint.as_ref().map(|c| c.0) != Some(self.step) {
-            self.checkpoint()?;
-        }
-        if self.last_sample != Some(self.step) {
-            self.sample()?;
-        }
-        Ok(Outcome::Finished)
+    pub fn train(&mut self, stop: &AtomicBool, on_step: impl FnMut(&StepReport)) -> Result<Outcome> {
+        drive(self, stop, on_step)
     }
 
     /// The newest checkpoint this session wrote or resumed from.
     pub fn last_checkpoint(&self) -> Option<&Path> {
         self.last_checkpoint.as_ref().map(|c| c.1.as_path())
+    }
+}
+
+impl Steps for Run {
+    type Report = StepReport;
+    fn progress(&self) -> (u64, u64) {
+        (self.step, self.config.steps)
+    }
+    fn checkpoint_every(&self) -> u64 {
+        self.config.checkpoint_every
+    }
+    fn checkpointed_at(&self) -> Option<u64> {
+        self.last_checkpoint.as_ref().map(|c| c.0)
+    }
+    fn step(&mut self) -> Result<StepReport> {
+        Run::step(self)
+    }
+    fn checkpoint(&mut self) -> Result<PathBuf> {
+        Run::checkpoint(self)
+    }
+    /// Sample grids every `sample_every` steps, and one of the final model.
+    fn after_step(&mut self, last: bool) -> Result<()> {
+        let every = self.config.sample_every;
+        if (last && self.last_sample != Some(self.step)) || (!last && every > 0 && self.step % every == 0) {
+            self.sample()?;
+        }
+        Ok(())
     }
 }
 
