@@ -122,9 +122,16 @@ fn evaluation_of_real_images_is_the_ceiling_and_the_cli_writes_a_report() {
     assert_eq!(examples.len(), 12);
     let opts = Options { count: 12, seed: 1, batch: 5, r_candidates: 100 };
     let reals: Vec<_> = examples.iter().map(|e| e.real.clone()).collect();
-    let (fd, fd_halves, as_gen, real) = eval::evaluate(&model.clip, &examples, &reals, &opts).unwrap();
+    let sc = eval::evaluate(&model.clip, &examples, &reals, None, &opts).unwrap();
+    let (fd, fd_halves, as_gen, real) = (sc.fd, sc.fd_real_halves, sc.generated, sc.real);
     assert!(fd.abs() < 1e-6, "FD(real, real) = {fd}");
     assert!(fd_halves.is_finite() && fd_halves > 0.0);
+    // Reference statistics: saved and read back, FD against them is FD against the real set
+    // (f32 storage: 1e-4 relative).
+    let stats_path = dir.join("stats.safetensors");
+    eval::save_stats(&stats_path, &sc.real_stats, &[("evaluator", "tiny".into())]).unwrap();
+    let (back, meta) = eval::load_stats(&stats_path).unwrap();
+    assert_eq!((back.n, meta["evaluator"].as_str()), (12, "tiny"));
     assert_eq!((as_gen.clip_score, as_gen.r_precision), (real.clip_score, real.r_precision));
     assert_eq!(as_gen.zero_shot, real.zero_shot);
     for (attr, acc) in &real.detected {
@@ -137,12 +144,16 @@ fn evaluation_of_real_images_is_the_ceiling_and_the_cli_writes_a_report() {
     // Image i does not depend on the batch size.
     let one = eval::generate(&model, &examples[..1], &Options { batch: 1, ..opts }, &|_, _| {}).unwrap();
     assert_eq!(one[0], generated[0]);
-    let (fd, _, m, _) = eval::evaluate(&model.clip, &examples, &generated, &opts).unwrap();
-    assert!(fd.is_finite() && fd > 0.0 && m.clip_score.is_finite());
+    let sc = eval::evaluate(&model.clip, &examples, &generated, None, &opts).unwrap();
+    assert!(sc.fd.is_finite() && sc.fd > 0.0 && sc.generated.clip_score.is_finite());
+    let against = eval::evaluate(&model.clip, &examples, &generated, Some(&back), &opts).unwrap();
+    assert!((against.fd - sc.fd).abs() <= 1e-4 * sc.fd, "FD against the saved statistics {} vs {}", against.fd, sc.fd);
+    assert!(eval::load_stats(&dir.join("m.missing")).is_err());
 
     // The CLI: a model file, an evaluator, a report folder.
     let model_path = dir.join("m.safetensors");
     model.save(&model_path).unwrap();
+    assert!(eval::load_stats(&model_path).unwrap_err().to_string().contains("not a ratlip eval statistics file"));
     let out = dir.join("report");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_ratlip"))
         .args(["eval", "--model", model_path.to_str().unwrap(), "--data", dir.to_str().unwrap(), "--evaluator", model_path.to_str().unwrap(), "--count", "8", "--batch", "4", "--out", out.to_str().unwrap()])
@@ -155,11 +166,28 @@ fn evaluation_of_real_images_is_the_ceiling_and_the_cli_writes_a_report() {
     assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("| FD"));
     let text = ratlip::images::png_text(&out.join("samples.png")).unwrap();
     assert!(text.iter().any(|(k, v)| k == "prompts" && v.starts_with("portrait of")), "{text:?}");
-    // Not a faces folder: a clear error.
+    // --write-stats, then --reference-stats with it: the report says what FD was taken against.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_ratlip"))
+        .args(["eval", "--model", model_path.to_str().unwrap(), "--data", dir.to_str().unwrap(), "--evaluator", model_path.to_str().unwrap(), "--count", "8", "--out", out.to_str().unwrap()])
+        .args(["--reference-stats", stats_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("against `"));
+    // Any captioned folder: prompts from its captions, no attribute scores.
+    let shapes = std::env::temp_dir().join(format!("ratlip-eval-shapes-{}", std::process::id()));
+    synth::write_dataset(&synth::Options { kind: Kind::Shapes, count: 6, size: 24, seed: 1, out: shapes.clone(), threads: 2 }, &|_| {}).unwrap();
+    let ex = eval::load_examples(&shapes, 6).unwrap();
+    assert!(ex.iter().all(|e| e.attrs.is_none() && !e.prompt.is_empty()));
+    let m = eval::evaluate(&model.clip, &ex, &ex.iter().map(|e| e.real.clone()).collect::<Vec<_>>(), None, &opts).unwrap();
+    assert!(m.generated.zero_shot.is_empty() && m.generated.detected.is_empty() && m.fd.abs() < 1e-6);
+    let _ = std::fs::remove_dir_all(&shapes);
+    // Not a captioned folder: a clear error.
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_ratlip"))
         .args(["eval", "--model", model_path.to_str().unwrap(), "--data", out.to_str().unwrap(), "--evaluator", model_path.to_str().unwrap(), "--out", out.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("attributes.jsonl"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("reading"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,7 +13,8 @@ pub struct EvalArgs {
     /// The model to evaluate (default: ./ratlip.safetensors, then assets/default.safetensors).
     #[arg(long)]
     model: Option<PathBuf>,
-    /// A `ratlip dataset synth --kind faces` folder the model did NOT train on (another --seed).
+    /// A `ratlip dataset synth --kind faces` folder the model did NOT train on (another --seed),
+    /// or any captioned folder `ratlip train` reads (then no attribute accuracy).
     #[arg(long)]
     data: PathBuf,
     /// The evaluator CLIP (a CLIP file, or a ratlip model file's CLIP): one that did not
@@ -28,6 +29,13 @@ pub struct EvalArgs {
     seed: u64,
     #[arg(long, default_value_t = 16)]
     batch: usize,
+    /// Take FD against these statistics (from `--write-stats`, e.g. of a real dataset
+    /// evaluated with the same evaluator) instead of the --data images.
+    #[arg(long, value_name = "STATS.safetensors")]
+    reference_stats: Option<PathBuf>,
+    /// Also save the --data images' feature statistics under this evaluator.
+    #[arg(long, value_name = "STATS.safetensors")]
+    write_stats: Option<PathBuf>,
     /// Report folder: report.json, report.md, samples.png, real.png.
     #[arg(long)]
     out: PathBuf,
@@ -43,7 +51,20 @@ pub fn eval(gpu: &Gpu, a: &EvalArgs) -> Result<()> {
         Err(clip_err) => super::model::open(gpu, &a.evaluator).map(|m| m.clip).map_err(|_| clip_err)?,
     };
     let opts = Options { count: a.count, seed: a.seed, batch: a.batch, ..Options::default() };
-    let examples = eval::load_faces(&a.data, a.count).with_context(|| format!("reading {}", a.data.display()))?;
+    let examples = eval::load_examples(&a.data, a.count).with_context(|| format!("reading {}", a.data.display()))?;
+    let reference = match &a.reference_stats {
+        Some(p) => {
+            let (g, meta) = eval::load_stats(p)?;
+            let dim = evaluator.config.embed_dim;
+            anyhow::ensure!(g.dim() == dim, "{}: statistics of {}-dimensional features; this evaluator embeds in {dim}", p.display(), g.dim());
+            let theirs = meta.get("evaluator").map(String::as_str).unwrap_or("?");
+            if theirs != a.evaluator.display().to_string() {
+                eprintln!("note: {} was written with evaluator {theirs}; FD is only comparable under the same evaluator", p.display());
+            }
+            Some(g)
+        }
+        None => None,
+    };
     eprintln!("evaluating {} on {} faces from {} with evaluator {}", model_path.display(), examples.len(), a.data.display(), a.evaluator.display());
     let started = Instant::now();
     let generated = eval::generate(&model, &examples, &opts, &|done, total| {
@@ -52,7 +73,12 @@ pub fn eval(gpu: &Gpu, a: &EvalArgs) -> Result<()> {
     })?;
     eprintln!();
     eprintln!("measuring (evaluator features of {} real and {} generated images)", examples.len(), generated.len());
-    let (fd, fd_real_halves, gen_m, real_m) = eval::evaluate(&evaluator, &examples, &generated, &opts)?;
+    let scores = eval::evaluate(&evaluator, &examples, &generated, reference.as_ref(), &opts)?;
+    if let Some(p) = &a.write_stats {
+        let meta = [("evaluator", a.evaluator.display().to_string()), ("data", a.data.display().to_string())];
+        eval::save_stats(p, &scores.real_stats, &meta)?;
+        eprintln!("wrote the statistics of {} images to {}", examples.len(), p.display());
+    }
     let report = Report {
         model: model_path.display().to_string(),
         evaluator: a.evaluator.display().to_string(),
@@ -60,10 +86,11 @@ pub fn eval(gpu: &Gpu, a: &EvalArgs) -> Result<()> {
         count: examples.len(),
         seed: a.seed,
         r_candidates: eval::r_candidates(&examples, &opts),
-        fd,
-        fd_real_halves,
-        generated: gen_m,
-        real: real_m,
+        fd: scores.fd,
+        reference_stats: a.reference_stats.as_ref().map(|p| p.display().to_string()),
+        fd_real_halves: scores.fd_real_halves,
+        generated: scores.generated,
+        real: scores.real,
         chance: eval::chance(),
         seconds: t0.elapsed().as_secs_f64(),
     };

@@ -3,7 +3,11 @@
 //! The recipe (everything that changes a number is here, so anyone gets the same ones):
 //! - **Data**: the first `count` images of a `ratlip dataset synth --kind faces` folder that
 //!   the model did not train on (a different `--seed`), with their true attributes from
-//!   `attributes.jsonl`. Each image's prompt is [`faces::caption`] of its attributes.
+//!   `attributes.jsonl`. Each image's prompt is [`faces::caption`] of its attributes. Any
+//!   other captioned folder works too ([`load_examples`]: first caption as the prompt), with
+//!   no attribute accuracy.
+//! - **Reference statistics** (real datasets not at hand): `--write-stats` saves the real
+//!   examples' feature Gaussian; `--reference-stats` takes FD against such a file instead.
 //! - **Generation**: image i from `latent::seed_noise(seed, i)` and the model's own CLIP
 //!   embedding of prompt i, G in eval mode, at the model's size.
 //! - **Features**: the evaluator's projected image embedding (`ln_post(cls) @ proj`) of each
@@ -79,6 +83,8 @@ pub struct Report {
     /// the set has fewer distinct prompts); chance is 1 / this.
     pub r_candidates: usize,
     pub fd: f64,
+    /// The statistics file FD was taken against, when not the real examples.
+    pub reference_stats: Option<String>,
     pub fd_real_halves: f64,
     pub generated: Measures,
     pub real: Measures,
@@ -89,7 +95,8 @@ pub struct Report {
 
 /// One evaluated example: its attributes, prompt and real image.
 pub struct Example {
-    pub attrs: FaceAttrs,
+    /// The true attributes (synthetic faces); None for other captioned folders.
+    pub attrs: Option<FaceAttrs>,
     pub prompt: String,
     pub real: Rgb8,
 }
@@ -109,12 +116,62 @@ pub fn load_faces(dir: &Path, count: usize) -> Result<Vec<Example>> {
         let file = dir.join(v["file"].as_str().unwrap_or_default());
         let img = image::open(&file).map_err(|e| Error::Other(format!("cannot read {}: {e}", file.display())))?.to_rgb8();
         let real = Rgb8 { width: img.width() as usize, height: img.height() as usize, data: img.into_raw() };
-        out.push(Example { prompt: faces::caption(&attrs), attrs, real });
+        out.push(Example { prompt: faces::caption(&attrs), attrs: Some(attrs), real });
     }
     if out.len() < 4 {
         return Err(Error::Other(format!("{}: {} faces; the evaluation needs at least 4", dir.display(), out.len())));
     }
     Ok(out)
+}
+
+/// The examples of `dir`: a synthetic faces folder (attributes.jsonl of kind faces) gives
+/// [`load_faces`]; any other captioned folder `ratlip train` reads (image + .txt pairs,
+/// AttnGAN/CUB) gives its first `count` images, each prompted with its first caption, with no
+/// attributes to score (the whole image; CUB's box crop is not applied).
+pub fn load_examples(dir: &Path, count: usize) -> Result<Vec<Example>> {
+    let attrs = dir.join("attributes.jsonl");
+    let faces = std::fs::read_to_string(&attrs).ok().and_then(|t| t.lines().next().map(|l| l.contains("\"kind\":\"faces\""))).unwrap_or(false);
+    if faces {
+        return load_faces(dir, count);
+    }
+    let data = crate::train::data::Dataset::open(dir)?;
+    let mut out = Vec::new();
+    for item in data.items.iter().take(count) {
+        let img = image::open(&item.image).map_err(|e| Error::Other(format!("cannot read {}: {e}", item.image.display())))?.to_rgb8();
+        let real = Rgb8 { width: img.width() as usize, height: img.height() as usize, data: img.into_raw() };
+        out.push(Example { attrs: None, prompt: item.captions[0].clone(), real });
+    }
+    if out.len() < 4 {
+        return Err(Error::Other(format!("{}: {} captioned images; the evaluation needs at least 4", dir.display(), out.len())));
+    }
+    Ok(out)
+}
+
+/// Reference statistics: the Gaussian of an evaluator's features over a (real) image set,
+/// saved so FD can be taken against a dataset that is not at hand (`--reference-stats`).
+pub fn save_stats(path: &Path, g: &Gaussian, meta: &[(&str, String)]) -> Result<()> {
+    let d = g.dim();
+    let mut t = BTreeMap::new();
+    t.insert("mean".to_string(), crate::weights::HostTensor::new(vec![d], g.mean.iter().map(|&x| x as f32).collect()));
+    t.insert("cov".to_string(), crate::weights::HostTensor::new(vec![d, d], g.cov.iter().map(|&x| x as f32).collect()));
+    let mut m: std::collections::HashMap<String, String> = meta.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    m.insert("format".into(), "ratlip-eval-stats".into());
+    m.insert("count".into(), g.n.to_string());
+    crate::weights::save_safetensors(path, &t, &m)
+}
+
+/// Reads [`save_stats`]' file: the Gaussian and the header (evaluator, data, count).
+pub fn load_stats(path: &Path) -> Result<(Gaussian, std::collections::HashMap<String, String>)> {
+    let mut w = crate::weights::WeightFile::load(path)?;
+    if w.metadata.get("format").map(String::as_str) != Some("ratlip-eval-stats") {
+        return Err(Error::Other(format!("{}: not a ratlip eval statistics file (write one with `ratlip eval ... --write-stats FILE`)", path.display())));
+    }
+    let mean = w.take_any("mean").ok_or_else(|| Error::Other(format!("{}: no tensor \"mean\"", path.display())))?;
+    let d = mean.data.len();
+    let cov = w.take("cov", &[d, d])?;
+    let n = w.metadata.get("count").and_then(|c| c.parse().ok()).unwrap_or(0);
+    let g = Gaussian { n, mean: mean.data.iter().map(|&x| x as f64).collect(), cov: cov.data.iter().map(|&x| x as f64).collect() };
+    Ok((g, w.metadata.clone()))
 }
 
 /// Attribute values are interned against the renderer's own names, so a JSON from another
@@ -222,7 +279,7 @@ pub fn measure(evaluator: &Clip, examples: &[Example], imgs: &[Rgb8], feats: &[V
         let class_emb = embed_texts(evaluator, &attr.prompts)?;
         let (mut right, mut total, mut det_right) = (0usize, 0usize, 0usize);
         for i in 0..n {
-            let Some(truth) = faces::truth(&examples[i].attrs, attr.name) else { continue };
+            let Some(truth) = examples[i].attrs.as_ref().and_then(|a| faces::truth(a, attr.name)) else { continue };
             total += 1;
             let best = (0..attr.classes.len()).max_by(|&a, &b| cosine(&feats[i], &class_emb[a]).total_cmp(&cosine(&feats[i], &class_emb[b]))).unwrap_or(0);
             right += (attr.classes[best] == truth) as usize;
@@ -238,19 +295,34 @@ pub fn measure(evaluator: &Clip, examples: &[Example], imgs: &[Rgb8], feats: &[V
     Ok(Measures { clip_score, r_precision: hits as f64 / n as f64, zero_shot, detected })
 }
 
-/// The whole evaluation; `generated` are the model's images for `examples` (from [`generate`]).
-pub fn evaluate(evaluator: &Clip, examples: &[Example], generated: &[Rgb8], opts: &Options) -> Result<(f64, f64, Measures, Measures)> {
+/// What [`evaluate`] measures.
+pub struct Scores {
+    /// FD of the generated images against the reference: the real examples' features, or
+    /// the reference statistics when given.
+    pub fd: f64,
+    /// FD of the real examples' two halves: the floor this sample size allows.
+    pub fd_real_halves: f64,
+    /// The Gaussian of the real examples' features (what `--write-stats` saves).
+    pub real_stats: Gaussian,
+    pub generated: Measures,
+    pub real: Measures,
+}
+
+/// The whole evaluation; `generated` are the model's images for `examples` (from
+/// [`generate`]); `reference`: FD against these statistics instead of the real examples'.
+pub fn evaluate(evaluator: &Clip, examples: &[Example], generated: &[Rgb8], reference: Option<&Gaussian>, opts: &Options) -> Result<Scores> {
     let reals: Vec<Rgb8> = examples.iter().map(|e| e.real.clone()).collect();
     let real_feats = embed_images(evaluator, &reals)?;
     let fake_feats = embed_images(evaluator, generated)?;
-    let fd = frechet_distance(&Gaussian::fit(&real_feats)?, &Gaussian::fit(&fake_feats)?)?;
+    let real_stats = Gaussian::fit(&real_feats)?;
+    let fd = frechet_distance(reference.unwrap_or(&real_stats), &Gaussian::fit(&fake_feats)?)?;
     let half = real_feats.len() / 2;
-    let fd_halves = frechet_distance(&Gaussian::fit(&real_feats[..half])?, &Gaussian::fit(&real_feats[half..2 * half])?)?;
+    let fd_real_halves = frechet_distance(&Gaussian::fit(&real_feats[..half])?, &Gaussian::fit(&real_feats[half..2 * half])?)?;
     let prompts: Vec<String> = examples.iter().map(|e| e.prompt.clone()).collect();
     let prompt_emb = embed_texts(evaluator, &prompts)?;
-    let fake = measure(evaluator, examples, generated, &fake_feats, &prompt_emb, opts)?;
+    let generated = measure(evaluator, examples, generated, &fake_feats, &prompt_emb, opts)?;
     let real = measure(evaluator, examples, &reals, &real_feats, &prompt_emb, opts)?;
-    Ok((fd, fd_halves, fake, real))
+    Ok(Scores { fd, fd_real_halves, real_stats, generated, real })
 }
 
 /// Candidates per image R-precision ranks: the true prompt and up to `r_candidates − 1`
@@ -273,7 +345,8 @@ impl Report {
             self.model, self.evaluator, self.data, self.count, self.seed, self.seconds
         );
         s += "| measure | generated | real images (ceiling) |\n|---|---|---|\n";
-        s += &format!("| FD (evaluator embedding) ↓ | {:.4} | {:.4} (real half vs half) |\n", self.fd, self.fd_real_halves);
+        let against = self.reference_stats.as_ref().map_or(String::new(), |f| format!(", against `{f}`"));
+        s += &format!("| FD (evaluator embedding{against}) ↓ | {:.4} | {:.4} (real half vs half) |\n", self.fd, self.fd_real_halves);
         s += &format!("| CLIP score ↑ | {:.2} | {:.2} |\n", self.generated.clip_score, self.real.clip_score);
         s += &format!("| R-precision (1 of {}) ↑ | {:.3} | {:.3} |\n", self.r_candidates, self.generated.r_precision, self.real.r_precision);
         for (attr, acc) in &self.generated.zero_shot {
