@@ -361,6 +361,39 @@ impl Clip {
         tape.embedding(&w.get(tape, &self.text.token_embedding), &ids)
     }
 
+    /// Sentence embeddings of `texts` (CLIP's tokenizer, cut to the context), one row each,
+    /// encoded in batches of 64 — for scoring; frozen weights.
+    pub fn embed_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        let tok = crate::clip::tokenizer::ClipTokenizer::bundled()?;
+        let ctx = self.config.text.context_length;
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(64) {
+            let ids: Vec<Vec<u32>> = chunk.iter().map(|t| tok.encode(t, ctx).map(|e| e.ids)).collect::<Result<_>>()?;
+            let tape = Tape::new(&self.gpu);
+            let emb = self.encode_text(&tape, &ids)?.sent_emb.value().to_vec()?;
+            out.extend(emb.chunks(self.config.embed_dim).map(<[f32]>::to_vec));
+        }
+        Ok(out)
+    }
+
+    /// Projected image embeddings of preprocessed images (each [3, S, S] at the vision
+    /// tower's S, concatenated), one row each, encoded in batches of 32; frozen weights.
+    pub fn embed_pixels(&self, pixels: &[f32]) -> Result<Vec<Vec<f32>>> {
+        let s = self.config.vision.image_size;
+        let per = 3 * s * s;
+        if pixels.len() % per != 0 {
+            return Err(Error::shape("clip embed_pixels", format!("{} values are not whole [3, {s}, {s}] images", pixels.len())));
+        }
+        let mut out = Vec::with_capacity(pixels.len() / per);
+        for chunk in pixels.chunks(32 * per) {
+            let tape = Tape::new(&self.gpu);
+            let x = tape.constant(Tensor::from_slice(&self.gpu, &[chunk.len() / per, 3, s, s], chunk)?);
+            let emb = self.encode_image(&tape, &x, &[])?.embedding.value().to_vec()?;
+            out.extend(emb.chunks(self.config.embed_dim).map(<[f32]>::to_vec));
+        }
+        Ok(out)
+    }
+
     /// Text tower from token ids. The EOT token is the largest id in each row (MODEL.md §2).
     pub fn encode_text(&self, tape: &Tape, ids: &[Vec<u32>]) -> Result<TextOutput> {
         self.encode_text_with(Weights::Frozen, tape, ids)

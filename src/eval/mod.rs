@@ -33,8 +33,6 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::autograd::Tape;
-use crate::clip::tokenizer::ClipTokenizer;
 use crate::clip::model::Clip;
 use crate::data::synth::FaceAttrs;
 use crate::error::{Error, Result};
@@ -195,38 +193,17 @@ fn face_attrs(v: &serde_json::Value) -> Option<FaceAttrs> {
     })
 }
 
-/// Sentence embeddings of `texts` (CLIP's tokenizer, truncated to the context), in batches.
-pub fn embed_texts(clip: &Clip, texts: &[String]) -> Result<Vec<Vec<f32>>> {
-    let tok = ClipTokenizer::bundled()?;
-    let ctx = clip.config.text.context_length;
-    let mut out = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(64) {
-        let ids: Vec<Vec<u32>> = chunk.iter().map(|t| tok.encode(t, ctx).map(|e| e.ids)).collect::<Result<_>>()?;
-        let tape = Tape::new(&clip.gpu);
-        let emb = clip.encode_text(&tape, &ids)?.sent_emb.value().to_vec()?;
-        out.extend(emb.chunks(clip.config.embed_dim).map(<[f32]>::to_vec));
-    }
-    Ok(out)
-}
-
-/// Projected image embeddings, in batches, each image preprocessed as `ratlip train-clip`
-/// shows images to the CLIP it trains (`zero_shot::eval_pixels_rgb`).
+/// Projected image embeddings, each image preprocessed as `ratlip train-clip` shows images
+/// to the CLIP it trains (`zero_shot::eval_pixels_rgb`).
 pub fn embed_images(clip: &Clip, imgs: &[Rgb8]) -> Result<Vec<Vec<f32>>> {
     let size = clip.config.vision.image_size;
-    let mut out = Vec::with_capacity(imgs.len());
-    for chunk in imgs.chunks(32) {
-        let mut px = Vec::with_capacity(chunk.len() * 3 * size * size);
-        for im in chunk {
-            let rgb = image::RgbImage::from_raw(im.width as u32, im.height as u32, im.data.clone())
-                .ok_or_else(|| Error::Other("image buffer of the wrong size".into()))?;
-            px.extend(eval_pixels_rgb(&rgb, size));
-        }
-        let tape = Tape::new(&clip.gpu);
-        let x = tape.constant(Tensor::from_slice(&clip.gpu, &[chunk.len(), 3, size, size], &px)?);
-        let emb = clip.encode_image(&tape, &x, &[])?.embedding.value().to_vec()?;
-        out.extend(emb.chunks(clip.config.embed_dim).map(<[f32]>::to_vec));
+    let mut px = Vec::with_capacity(imgs.len() * 3 * size * size);
+    for im in imgs {
+        let rgb = image::RgbImage::from_raw(im.width as u32, im.height as u32, im.data.clone())
+            .ok_or_else(|| Error::Other("image buffer of the wrong size".into()))?;
+        px.extend(eval_pixels_rgb(&rgb, size));
     }
-    Ok(out)
+    clip.embed_pixels(&px)
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
@@ -239,7 +216,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 pub fn generate(model: &Model, examples: &[Example], opts: &Options, progress: &dyn Fn(usize, usize)) -> Result<Vec<Rgb8>> {
     let c = &model.config;
     let prompts: Vec<String> = examples.iter().map(|e| e.prompt.clone()).collect();
-    let sent = embed_texts(&model.clip, &prompts)?;
+    let sent = model.clip.embed_texts(&prompts)?;
     let gpu = model.params.gpu();
     let mut out = Vec::with_capacity(examples.len());
     for start in (0..examples.len()).step_by(opts.batch.max(1)) {
@@ -276,7 +253,7 @@ pub fn measure(evaluator: &Clip, examples: &[Example], imgs: &[Rgb8], feats: &[V
     let mut detected = BTreeMap::new();
     let found: Vec<faces::Detected> = imgs.iter().map(|im| faces::detect(&im.data, im.width)).collect();
     for attr in faces::attributes() {
-        let class_emb = embed_texts(evaluator, &attr.prompts)?;
+        let class_emb = evaluator.embed_texts(&attr.prompts)?;
         let (mut right, mut total, mut det_right) = (0usize, 0usize, 0usize);
         for i in 0..n {
             let Some(truth) = examples[i].attrs.as_ref().and_then(|a| faces::truth(a, attr.name)) else { continue };
@@ -319,7 +296,7 @@ pub fn evaluate(evaluator: &Clip, examples: &[Example], generated: &[Rgb8], refe
     let half = real_feats.len() / 2;
     let fd_real_halves = frechet_distance(&Gaussian::fit(&real_feats[..half])?, &Gaussian::fit(&real_feats[half..2 * half])?)?;
     let prompts: Vec<String> = examples.iter().map(|e| e.prompt.clone()).collect();
-    let prompt_emb = embed_texts(evaluator, &prompts)?;
+    let prompt_emb = evaluator.embed_texts(&prompts)?;
     let generated = measure(evaluator, examples, generated, &fake_feats, &prompt_emb, opts)?;
     let real = measure(evaluator, examples, &reals, &real_feats, &prompt_emb, opts)?;
     Ok(Scores { fd, fd_real_halves, real_stats, generated, real })

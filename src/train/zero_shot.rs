@@ -11,12 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::autograd::Tape;
 use crate::clip::model::Clip;
 use crate::clip::preprocess::{MEAN, STD};
-use crate::clip::tokenizer::ClipTokenizer;
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
 
 /// One attribute: how to read its truth from an attributes line, and a prompt per class.
 struct Task {
@@ -166,22 +163,9 @@ pub fn face_class_prompts() -> Vec<(&'static str, Vec<(String, String)>)> {
     face_tasks().into_iter().map(|t| (t.name, t.classes)).collect()
 }
 
-fn normalised_rows(v: Vec<f32>, d: usize) -> Vec<Vec<f32>> {
-    v.chunks(d)
-        .map(|r| {
-            let n = r.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-            r.iter().map(|x| x / n).collect()
-        })
-        .collect()
-}
-
-/// Text embeddings (L2-normalised) of `prompts`.
-fn embed_prompts(clip: &Clip, tok: &ClipTokenizer, prompts: &[String]) -> Result<Vec<Vec<f32>>> {
-    let ctx = clip.config.text.context_length;
-    let ids: Vec<Vec<u32>> = prompts.iter().map(|p| tok.encode(p, ctx).map(|e| e.ids)).collect::<Result<_>>()?;
-    let tape = Tape::new(&clip.gpu);
-    let e = clip.encode_text(&tape, &ids)?.sent_emb.value().to_vec()?;
-    Ok(normalised_rows(e, clip.config.embed_dim))
+fn normalised(r: &[f32]) -> Vec<f32> {
+    let n = r.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    r.iter().map(|x| x / n).collect()
 }
 
 const IMAGE_BATCH: usize = 32;
@@ -218,17 +202,13 @@ pub fn evaluate_with(clip: &Clip, data: &Path, only: Option<&[PathBuf]>, progres
         for (p, _) in chunk {
             px.extend(eval_pixels(p, s)?);
         }
-        let tape = Tape::new(&clip.gpu);
-        let x = tape.constant(Tensor::from_slice(&clip.gpu, &[chunk.len(), 3, s, s], &px)?);
-        let e = clip.encode_image(&tape, &x, &[])?.embedding.value().to_vec()?;
-        img_emb.extend(normalised_rows(e, clip.config.embed_dim));
+        img_emb.extend(clip.embed_pixels(&px)?.iter().map(|r| normalised(r)));
         progress((k * IMAGE_BATCH + chunk.len()).min(lines.len()), lines.len());
     }
-    let tok = ClipTokenizer::bundled()?;
     let mut attributes = BTreeMap::new();
     for task in &tasks {
         let prompts: Vec<String> = task.classes.iter().map(|c| c.1.clone()).collect();
-        let txt = embed_prompts(clip, &tok, &prompts)?;
+        let txt: Vec<Vec<f32>> = clip.embed_texts(&prompts)?.iter().map(|r| normalised(r)).collect();
         let k = task.classes.len();
         let mut confusion = vec![vec![0usize; k]; k];
         for (i, (file, v)) in lines.iter().enumerate() {
