@@ -97,6 +97,9 @@ enum Command {
         /// One numbered PNG per image (OUT_000.png, ...) instead of a grid.
         #[arg(long)]
         separate: bool,
+        /// Enlarge the PNG K times, each pixel a K×K block (the model's pixels, easier to see).
+        #[arg(long, default_value_t = 1)]
+        zoom: usize,
     },
     /// Images along a path between two seeds' noises (slerp) or two prompts (linear in CLIP's
     /// sentence embedding, at one noise): a strip and/or a looping animated PNG.
@@ -333,10 +336,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export { model, pytorch, epoch } => {
             commands::model::export(&gpu()?, &model, &pytorch, epoch)?;
         }
-        Command::Generate { model, prompt, seed, count, noise, batch, out, save_tensor, size, separate } => {
+        Command::Generate { model, prompt, seed, count, noise, batch, out, save_tensor, size, separate, zoom } => {
             let model = commands::model::resolve_model(model)?;
             let noise = commands::model::NoiseSpec { file: noise, seed, count };
-            let args = commands::model::GenerateArgs { model, prompt, noise, batch, out, save_tensor, size, separate };
+            let args = commands::model::GenerateArgs { model, prompt, noise, batch, out, save_tensor, size, separate, zoom };
             commands::model::generate(&gpu()?, &args)?;
         }
         Command::Interpolate(args) => commands::explore::interpolate(&gpu()?, &args)?,

@@ -340,7 +340,8 @@ fn no_model_screen_explains_how_to_get_one_and_opens_a_dropped_file() {
     assert!(h.state().model.is_none());
     assert!(h.state().errors.is_empty(), "{:?}", h.state().errors);
     h.get_by_label("No model is open");
-    h.get_by_label_contains(&format!("there is none at {}", dir.join("ratlip.safetensors").display()));
+    h.get_by_label_contains(&format!("There is none at {}", dir.join("ratlip.safetensors").display()));
+    h.get_by_label_contains("assets/default.safetensors in its source folder");
     h.get_by_label_contains("ratlip import --checkpoint");
     h.get_by_label("ratlip train --data DIR --out RUN");
     snapshot(&mut h, "app_no_model");

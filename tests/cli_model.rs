@@ -71,6 +71,18 @@ fn new_info_generate_and_export() {
         assert!(text.iter().any(|(k, v)| k == "index" && v == &i.to_string()), "{text:?}");
     }
 
+    // --zoom enlarges the PNG, each of the model's pixels a K×K block of the same colour.
+    let (code, out, err) = ratlip(&["generate", "--model", s(&m), "--prompt", "a red circle", "--seed", "9", "--zoom", "3", "-o", s(&d.join("z.png"))]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("3× larger"), "{out}");
+    let z = image::open(d.join("z.png")).unwrap().to_rgb8();
+    assert_eq!((z.width(), z.height()), (72, 72));
+    let one = ratlip::images::from_chw(&a.data[..3 * 24 * 24], &[1, 3, 24, 24]).unwrap().remove(0);
+    for (x, y) in [(0, 0), (2, 2), (40, 7), (71, 71)] {
+        let i = 3 * ((y / 3) * 24 + x / 3) as usize;
+        assert_eq!(z.get_pixel(x, y).0, [one.data[i], one.data[i + 1], one.data[i + 2]], "pixel ({x}, {y})");
+    }
+
     // --noise reproduces number for number: a --save-tensor file carries its "noise" back in.
     let (code, _, err) = ratlip(&["generate", "--model", s(&m), "--prompt", "a red circle", "--noise", s(&t1), "--save-tensor", s(&t2)]);
     assert_eq!(code, 0, "{err}");
@@ -102,7 +114,7 @@ fn no_model_says_how_to_get_one() {
         let o = Command::new(env!("CARGO_BIN_EXE_ratlip")).args(args).current_dir(&d).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
-        for want in ["does not bundle a trained model", "ratlip import", "ratlip train", "ratlip model new"] {
+        for want in ["there is no model at", "assets/default.safetensors", "ratlip import", "ratlip train", "ratlip model new"] {
             assert!(err.contains(want), "{args:?}: missing {want:?} in\n{err}");
         }
     }

@@ -579,12 +579,16 @@ impl App {
         ui.heading("No model is open");
         let looked: Vec<String> = self.searched.iter().map(|p| p.display().to_string()).collect();
         ui.label(if looked.is_empty() {
-            "ratlip does not bundle a trained model yet.".to_string()
+            "No model file was given.".to_string()
         } else {
-            format!("ratlip does not bundle a trained model yet, and there is none at {}.", looked.join(" or "))
+            format!("There is none at {}.", looked.join(" or "))
         });
+        ui.label(
+            "ratlip ships a small model of cartoon faces as assets/default.safetensors in its source folder: \
+             start the app from that folder, or open that file.",
+        );
         ui.add_space(8.0);
-        ui.label("To get one:");
+        ui.label("Other models:");
         ui.monospace("ratlip import --checkpoint state_epoch_1480.pth --clip ViT-B-32/ -o ratlip.safetensors");
         ui.label("converts the authors' released GALIP/RATLIP checkpoint (with the CLIP it was trained with);");
         ui.monospace("ratlip train --data DIR --out RUN");

@@ -246,8 +246,9 @@ pub fn resolve_model(given: Option<PathBuf>) -> Result<PathBuf> {
         return Ok(p);
     }
     bail!(
-        "no --model given, and ratlip does not bundle a trained model yet (looked for {}).\n\
-         To get one:\n\
+        "no --model given, and there is no model at {}.\n\
+         ratlip ships a small model of cartoon faces as assets/default.safetensors in its source folder: run from that folder, or pass --model PATH/assets/default.safetensors.\n\
+         Other models:\n\
          - import the authors' checkpoint: ratlip import --checkpoint state_epoch_1480.pth --clip ViT-B-32/ -o ratlip.safetensors\n\
          - or train one on captioned images: ratlip train --data DIR --out RUN (checkpoints in RUN/checkpoints/)\n\
          - or make an untrained toy model to try the commands: ratlip model new --size tiny -o ratlip.safetensors",
@@ -266,6 +267,8 @@ pub struct GenerateArgs {
     pub size: Option<usize>,
     /// One numbered PNG per image instead of a grid.
     pub separate: bool,
+    /// Each pixel of the PNG as a zoom×zoom block.
+    pub zoom: usize,
 }
 
 pub fn generate(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
@@ -294,7 +297,7 @@ pub fn generate(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
         (None, Some(_)) => None,
     };
     if let Some(out) = out {
-        let imgs = images::from_chw(&pixels, &[k, 3, s, s])?;
+        let imgs: Vec<_> = images::from_chw(&pixels, &[k, 3, s, s])?.iter().map(|i| images::zoom(i, a.zoom)).collect();
         let seed = match &a.noise.file {
             Some(f) => format!("noise file {}", f.display()),
             None => a.noise.seed.to_string(),
@@ -320,15 +323,23 @@ pub fn generate(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
             for (i, img) in imgs.iter().enumerate() {
                 images::save_png(&dir.join(format!("{stem}_{i:0digits$}.png")), img, &text(Some(i)))?;
             }
-            println!("wrote {k} images {stem}_{:0digits$}.png … {stem}_{:0digits$}.png of {s}×{s} ({ms:.0} ms per image)", 0, k - 1);
+            println!("wrote {k} images {stem}_{:0digits$}.png … {stem}_{:0digits$}.png of {s}×{s}{} ({ms:.0} ms per image)", 0, k - 1, zoomed(a.zoom));
         } else {
             let cols = (k as f64).sqrt().ceil() as usize;
             let img = if k == 1 { imgs[0].clone() } else { images::grid(&imgs, cols, 2)? };
             images::save_png(&out, &img, &text(None))?;
-            println!("wrote {} ({k} image{} of {s}×{s}, {ms:.0} ms per image)", out.display(), if k == 1 { "" } else { "s" });
+            println!("wrote {} ({k} image{} of {s}×{s}{}, {ms:.0} ms per image)", out.display(), if k == 1 { "" } else { "s" }, zoomed(a.zoom));
         }
     }
     Ok(())
+}
+
+fn zoomed(k: usize) -> String {
+    if k > 1 {
+        format!(" px shown {k}× larger")
+    } else {
+        " px".into()
+    }
 }
 
 /// `ratlip bench generator`: eval-mode G at each batch size, after one warm-up pass (which

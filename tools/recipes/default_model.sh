@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Rebuilds assets/default.safetensors and the evaluation in docs/evaluation.md, from nothing:
+# synthetic faces, two in-house CLIPs (one to train with, one only to judge), the three arms
+# of the ablation, and the evaluation reports. Every step is seeded; the numbers and wall
+# times of the run that made the shipped files are in docs/evaluation.md.
+#
+#   bash tools/recipes/default_model.sh [WORK_DIR]     (default WORK_DIR: runs/)
+#
+# On a 2-core CPU (lavapipe) this took about 2 hours; on a GPU, minutes. Steps already done
+# (their output exists) are skipped, so the script can be re-run after an interruption; an
+# interrupted training run is continued with `--resume`.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+W=${1:-runs}
+R=${RATLIP:-target/release/ratlip}
+RECIPES=tools/recipes
+[ -x "$R" ] || cargo build --release
+mkdir -p "$W"
+
+CLIP_STEPS=400       # the CLIP G trains with
+EVAL_CLIP_STEPS=500  # the evaluator
+ABLATION_STEPS=400   # every arm of the ablation
+DEFAULT_STEPS=${DEFAULT_STEPS:-2600}   # the shipped model (ratlip arm, continued)
+
+synth() { [ -f "$2/dataset.json" ] || "$R" dataset synth --kind faces --size 32 --count "$1" --out "$2" --seed "$3"; }
+synth 10000 "$W/faces32" 0        # training set; train-clip holds out its last 500
+synth 500 "$W/faces32_eval" 7     # evaluation set: a seed no model or CLIP saw
+
+clip() { # name config steps seed
+  local ck="$W/$1/checkpoints/step_$(printf %06d "$3").safetensors"
+  if [ -f "$ck" ]; then return; fi
+  if [ -d "$W/$1" ]; then "$R" train-clip --resume "$W/$1" --steps "$3"
+  else "$R" train-clip --data "$W/faces32" --out "$W/$1" --config "$RECIPES/$2" --batch 64 --steps "$3" \
+         --seed "$4" --holdout 500 --checkpoint-every 100 --keep 2; fi
+}
+clip clip_a clip_a.json "$CLIP_STEPS" 0
+clip clip_b clip_b.json "$EVAL_CLIP_STEPS" 1
+CLIP_A="$W/clip_a/checkpoints/step_$(printf %06d $CLIP_STEPS).safetensors"
+CLIP_B="$W/clip_b/checkpoints/step_$(printf %06d $EVAL_CLIP_STEPS).safetensors"
+
+gan() { # name steps config [extra args]
+  local name=$1 steps=$2 config=$3; shift 3
+  if [ -f "$W/$name/checkpoints/step_$(printf %06d "$steps").safetensors" ]; then return; fi
+  if [ -d "$W/$name" ]; then "$R" train --resume "$W/$name" --steps "$steps"
+  else "$R" train --data "$W/faces32" --out "$W/$name" --clip "$CLIP_A" --config "$RECIPES/$config" \
+         --batch 8 --steps "$steps" --seed 0 --sample-every 100 --checkpoint-every 100 --keep 100 "$@"; fi
+}
+gan galip "$ABLATION_STEPS" galip_faces24.json
+gan ratlip_no_sa "$ABLATION_STEPS" ratlip_faces24.json --no-shuffle-attention
+gan ratlip "$DEFAULT_STEPS" ratlip_faces24.json
+
+step() { echo "$W/$1/checkpoints/step_$(printf %06d "$2").safetensors"; }
+report() { # model out
+  [ -f "$2/report.json" ] || "$R" eval --model "$1" --data "$W/faces32_eval" --evaluator "$CLIP_B" --out "$2" --count 500 --seed 0
+}
+report "$(step galip $ABLATION_STEPS)" "$W/eval/galip"
+report "$(step ratlip_no_sa $ABLATION_STEPS)" "$W/eval/ratlip_no_sa"
+report "$(step ratlip $ABLATION_STEPS)" "$W/eval/ratlip"
+report "$(step ratlip $DEFAULT_STEPS)" "$W/eval/default"
+
+for arm in galip ratlip_no_sa ratlip; do
+  "$R" compare --model "$(step $arm $ABLATION_STEPS)" --prompt "He is young, receding hairline" \
+    --prompt "He is old, receding hairline" --seeds 1,2,3,4,5,6 -o "$W/eval/young_old_$arm.png"
+done
+cp "$(step ratlip $DEFAULT_STEPS)" "$W/default.safetensors"
+echo "done: $W/default.safetensors (copy it to assets/default.safetensors), reports in $W/eval/"
