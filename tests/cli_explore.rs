@@ -170,6 +170,18 @@ fn compare_shares_noise_down_each_column() {
     assert!(w as usize > 2 * 24 + 3 * 2 + 100 && h as usize > 3 * 24 + 4 * 2 + 10, "{w}×{h}");
     assert_eq!(text(&grid, "seeds").as_deref(), Some("2,5"));
     assert_eq!(text(&grid, "prompt").as_deref(), Some("a red circle\na red circle\na small blue square"));
+
+    // --zoom 4: the same grid with every image 4× larger (rows as tall as the images now).
+    let zoomed = d.join("zoomed.png");
+    let mut args = vec!["compare", "--model", s(&m), "--seeds", "2,5", "--zoom", "4", "-o", s(&zoomed)];
+    for p in prompts {
+        args.extend(["--prompt", p]);
+    }
+    let (code, _, err) = ratlip(&args);
+    assert_eq!(code, 0, "{err}");
+    let (zw, zh) = png_size(&zoomed);
+    assert_eq!(zw - w, 2 * 3 * 24, "two columns, each 3·24 px wider");
+    assert!(zh as usize >= 3 * 96 && zh > h, "{zw}×{zh}");
     std::fs::remove_dir_all(&d).ok();
 }
 

@@ -46,6 +46,9 @@ pub struct InterpolateArgs {
     /// Also write the raw float images [steps, 3, S, S] (+ noise, sent_emb) as safetensors.
     #[arg(long)]
     save_tensor: Option<PathBuf>,
+    /// Enlarge every image K times, each pixel a K×K block (the model's pixels, easier to see).
+    #[arg(long, default_value_t = 1)]
+    zoom: usize,
 }
 
 /// What an interpolation walks between.
@@ -116,7 +119,7 @@ pub fn interpolate(gpu: &Gpu, a: &InterpolateArgs) -> Result<()> {
     }
     meta.push(software());
     let s = c.image_size;
-    let imgs = images::from_chw(&pixels, &[n, 3, s, s])?;
+    let imgs: Vec<Rgb8> = images::from_chw(&pixels, &[n, 3, s, s])?.iter().map(|i| images::zoom(i, a.zoom)).collect();
     let out = a.out.clone().or_else(|| (a.anim.is_none() && a.save_tensor.is_none()).then(|| "ratlip-interpolate.png".into()));
     if let Some(out) = out {
         images::save_png(&out, &images::grid(&imgs, n, 2)?, &meta)?;
@@ -156,6 +159,9 @@ pub struct CompareArgs {
     /// sent_emb), as safetensors.
     #[arg(long)]
     save_tensor: Option<PathBuf>,
+    /// Enlarge every image K times, each pixel a K×K block (the model's pixels, easier to see).
+    #[arg(long, default_value_t = 1)]
+    zoom: usize,
 }
 
 pub fn compare(gpu: &Gpu, a: &CompareArgs) -> Result<()> {
@@ -192,7 +198,7 @@ pub fn compare(gpu: &Gpu, a: &CompareArgs) -> Result<()> {
     meta.push(software());
     if let Some(out) = a.out.clone().or_else(|| a.save_tensor.is_none().then(|| "ratlip-compare.png".into())) {
         let s = c.image_size;
-        let imgs = images::from_chw(&pixels, &[k, 3, s, s])?;
+        let imgs: Vec<Rgb8> = images::from_chw(&pixels, &[k, 3, s, s])?.iter().map(|i| images::zoom(i, a.zoom)).collect();
         let grid = labelled_grid(&imgs, &a.prompts, &a.seeds);
         images::save_png(&out, &grid, &meta)?;
         println!("wrote {} ({rows} prompts × {cols} seeds of {s}×{s}; {ms:.0} ms per image)", out.display());
