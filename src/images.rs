@@ -68,6 +68,13 @@ pub fn zoom(img: &Rgb8, k: usize) -> Rgb8 {
     Rgb8 { width: w, height: h, data }
 }
 
+/// [`from_chw`], each image then [`zoom`]ed k times (k ≤ 1: as they are, no copy): what the
+/// CLI's `--zoom` writes.
+pub fn from_chw_zoomed(data: &[f32], shape: &[usize], k: usize) -> Result<Vec<Rgb8>> {
+    let imgs = from_chw(data, shape)?;
+    Ok(if k > 1 { imgs.iter().map(|i| zoom(i, k)).collect() } else { imgs })
+}
+
 /// Copies `src` into `dst` with its top-left corner at (x0, y0), clipped to `dst`.
 pub fn paste(dst: &mut Rgb8, src: &Rgb8, x0: usize, y0: usize) {
     let w = src.width.min(dst.width.saturating_sub(x0));

@@ -119,7 +119,7 @@ pub fn interpolate(gpu: &Gpu, a: &InterpolateArgs) -> Result<()> {
     }
     meta.push(software());
     let s = c.image_size;
-    let imgs: Vec<Rgb8> = images::from_chw(&pixels, &[n, 3, s, s])?.iter().map(|i| images::zoom(i, a.zoom)).collect();
+    let imgs = images::from_chw_zoomed(&pixels, &[n, 3, s, s], a.zoom)?;
     let out = a.out.clone().or_else(|| (a.anim.is_none() && a.save_tensor.is_none()).then(|| "ratlip-interpolate.png".into()));
     if let Some(out) = out {
         images::save_png(&out, &images::grid(&imgs, n, 2)?, &meta)?;
@@ -198,7 +198,7 @@ pub fn compare(gpu: &Gpu, a: &CompareArgs) -> Result<()> {
     meta.push(software());
     if let Some(out) = a.out.clone().or_else(|| a.save_tensor.is_none().then(|| "ratlip-compare.png".into())) {
         let s = c.image_size;
-        let imgs: Vec<Rgb8> = images::from_chw(&pixels, &[k, 3, s, s])?.iter().map(|i| images::zoom(i, a.zoom)).collect();
+        let imgs = images::from_chw_zoomed(&pixels, &[k, 3, s, s], a.zoom)?;
         let grid = labelled_grid(&imgs, &a.prompts, &a.seeds);
         images::save_png(&out, &grid, &meta)?;
         println!("wrote {} ({rows} prompts × {cols} seeds of {s}×{s}; {ms:.0} ms per image)", out.display());

@@ -297,7 +297,7 @@ pub fn generate(gpu: &Gpu, a: &GenerateArgs) -> Result<()> {
         (None, Some(_)) => None,
     };
     if let Some(out) = out {
-        let imgs: Vec<_> = images::from_chw(&pixels, &[k, 3, s, s])?.iter().map(|i| images::zoom(i, a.zoom)).collect();
+        let imgs = images::from_chw_zoomed(&pixels, &[k, 3, s, s], a.zoom)?;
         let seed = match &a.noise.file {
             Some(f) => format!("noise file {}", f.display()),
             None => a.noise.seed.to_string(),
