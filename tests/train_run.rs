@@ -233,6 +233,35 @@ fn resume_is_bit_exact() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `sim_w` weighs L_G's cosine term: 0 leaves the adversarial term alone, the released 4 gives
+/// L_G = adv − 4·cos (both read from metrics.jsonl); a run folder written before the field
+/// existed resumes with the released weight.
+#[test]
+fn sim_w_weighs_the_cosine_term() {
+    let g = gpu();
+    let dir = scratch("sim_w");
+    let data = shapes(&dir, 6, 32);
+    for (sim_w, name) in [(0.0f32, "off"), (ratlip::train::SIM_W, "released")] {
+        let mut cfg = tiny_config(&data, 2, 2);
+        cfg.sim_w = sim_w;
+        let run_dir = dir.join(name);
+        let mut run = Run::create(&run_dir, cfg, tiny_model(&g, 3)).unwrap();
+        assert_eq!(run.train(&AtomicBool::new(false), |_| {}).unwrap(), Outcome::Finished);
+        for m in metrics(&run_dir) {
+            let (l, adv, cos) = (m["loss_g"].as_f64().unwrap(), m["loss_g_adv"].as_f64().unwrap(), m["cos"].as_f64().unwrap());
+            assert!(cos.abs() > 1e-3, "the cosine term is not trivially 0: {m}");
+            let want = adv - sim_w as f64 * cos;
+            assert!((l - want).abs() <= 1e-5 * (1.0 + want.abs()), "sim_w {sim_w}: L_G {l}, adv {adv}, cos {cos}");
+        }
+    }
+    let old = dir.join("released/config.json");
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&old).unwrap()).unwrap();
+    v.as_object_mut().unwrap().remove("sim_w").expect("config.json records sim_w");
+    std::fs::write(&old, v.to_string()).unwrap();
+    assert_eq!(Run::resume(&g, &dir.join("released")).unwrap().config.sim_w, ratlip::train::SIM_W);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// An exploding generator learning rate (D's is sane, so step 1 is finite): the step whose
 /// losses go non-finite stops the run with a message naming it and the term; no checkpoint
 /// of that step is written and the message points at the last good one.

@@ -64,6 +64,9 @@ pub struct TrainArgs {
     /// Discriminator (NetD + NetC) learning rate (released: 4e-4).
     #[arg(long, conflicts_with = "resume")]
     lr_d: Option<f32>,
+    /// Weight of L_G's text–image cosine term (released: 4).
+    #[arg(long, conflicts_with = "resume")]
+    sim_w: Option<f32>,
     /// Images decoded ahead on this many threads (default: the cores, at most 4).
     #[arg(long, conflicts_with = "resume")]
     workers: Option<usize>,
@@ -178,6 +181,7 @@ pub fn train(gpu: &Gpu, a: &TrainArgs) -> Result<()> {
             config.keep = a.keep;
             config.lr_g = a.lr_g.unwrap_or(config.lr_g);
             config.lr_d = a.lr_d.unwrap_or(config.lr_d);
+            config.sim_w = a.sim_w.unwrap_or(config.sim_w);
             config.workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4));
             let model = match &a.model {
                 Some(p) => {
@@ -217,7 +221,7 @@ fn describe(run: &Run) {
     let c = &run.config;
     let (g, d, nc) = run.model.parameter_counts();
     eprintln!(
-        "data: {} ({} images, {} captions, {:?} layout{}); model {} {}×{} (netG {g}, netD {d}, netC {nc}); batch {}, {} steps, seed {}",
+        "data: {} ({} images, {} captions, {:?} layout{}); model {} {}×{} (netG {g}, netD {d}, netC {nc}); batch {}, {} steps, seed {}, lr G {} D {}, sim_w {}",
         c.data.display(),
         run.dataset.items.len(),
         run.dataset.caption_count(),
@@ -228,7 +232,10 @@ fn describe(run: &Run) {
         c.model.image_size,
         c.batch,
         c.steps,
-        c.seed
+        c.seed,
+        c.lr_g,
+        c.lr_d,
+        c.sim_w
     );
 }
 

@@ -25,7 +25,7 @@ use crate::ops::shape::{self, roll0};
 use crate::tensor::Tensor;
 use crate::train::adam::{Adam, LR_D, LR_G};
 
-/// Weight of the text–image cosine term in L_G (the released `sim_w`).
+/// Weight of the text–image cosine term in L_G (the released `sim_w`); a run may set another.
 pub const SIM_W: f32 = 4.0;
 
 /// The central difference's step for MA-GP's parameter gradient, relative: the inputs move by
@@ -281,14 +281,15 @@ pub struct GStep {
     pub loss_g: f32,
     /// −mean NetC(NetD(feats_f), s).
     pub loss_adv: f32,
-    /// mean cos(emb_f, s) (L_G subtracts 4× it).
+    /// mean cos(emb_f, s) (L_G subtracts sim_w × it).
     pub cos: f32,
     pub grads: BTreeMap<String, Tensor>,
 }
 
 /// L_G and G's gradients through the fake's tape, with NetD/NetC as they are now (after
-/// the D step, as in the released loop) and frozen here.
-pub fn g_losses(model: &Model, batch: &Batch, fake: Fake) -> Result<GStep> {
+/// the D step, as in the released loop) and frozen here. `sim_w` weighs the cosine term
+/// (released: SIM_W).
+pub fn g_losses(model: &Model, batch: &Batch, fake: Fake, sim_w: f32) -> Result<GStep> {
     batch.check(model)?;
     let Fake { tape, g_vars, features, embedding, .. } = fake;
     let cx = Bind::new(&tape, &model.params, &[], true);
@@ -298,7 +299,7 @@ pub fn g_losses(model: &Model, batch: &Batch, fake: Fake) -> Result<GStep> {
     let axes: Vec<usize> = (0..out.shape().len()).collect();
     let adv = tape.activation(&tape.reshape(&tape.mean(&out, &axes, true)?, &[1])?, Activation::Scale(-1.0, 0.0))?;
     let cos = tape.mean(&cosine_rows(&tape, &embedding, &batch.sent_emb)?, &[0], true)?;
-    let l_g = tape.axpy(&adv, -SIM_W, &cos)?;
+    let l_g = tape.axpy(&adv, -sim_w, &cos)?;
     let (loss_g, loss_adv, cos_v) = (scalar(l_g.value())?, scalar(adv.value())?, scalar(cos.value())?);
     let mut g = tape.backward(&l_g)?;
     Ok(GStep { loss_g, loss_adv, cos: cos_v, grads: g_vars.gradients(&mut g) })
@@ -306,7 +307,7 @@ pub fn g_losses(model: &Model, batch: &Batch, fake: Fake) -> Result<GStep> {
 
 /// G step: L_G, gradients, then Adam on G.
 pub fn g_step(model: &mut Model, opt_g: &mut Adam, batch: &Batch, fake: Fake, lr: f32) -> Result<GStep> {
-    let out = g_losses(model, batch, fake)?;
+    let out = g_losses(model, batch, fake, SIM_W)?;
     opt_g.step(&mut model.params, &out.grads, lr)?;
     Ok(out)
 }

@@ -32,7 +32,11 @@ use super::adam::{Adam, BETAS, EPS, LR_D, LR_G};
 use super::checkpoints::{checkpoint_paths, drive, io, keep_newest, Steps};
 pub use super::checkpoints::{checkpoint_steps, Outcome};
 use super::data::{Dataset, Loader, Position, TextCache};
-use super::objective::{d_losses, g_losses, generate_fake, grad_norm, Batch, Metrics};
+use super::objective::{d_losses, g_losses, generate_fake, grad_norm, Batch, Metrics, SIM_W};
+
+fn default_sim_w() -> f32 {
+    SIM_W
+}
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::images;
@@ -59,6 +63,9 @@ pub struct RunConfig {
     pub keep: usize,
     pub lr_g: f32,
     pub lr_d: f32,
+    /// Weight of L_G's text–image cosine term (the released `sim_w`, 4).
+    #[serde(default = "default_sim_w")]
+    pub sim_w: f32,
     /// Images in the sample grid (fixed noise, fixed captions).
     pub samples: usize,
     /// Decoding threads.
@@ -81,6 +88,7 @@ impl RunConfig {
             keep: 3,
             lr_g: LR_G,
             lr_d: LR_D,
+            sim_w: SIM_W,
             samples: 8,
             workers: 2,
             ratlip_version: env!("CARGO_PKG_VERSION").into(),
@@ -96,6 +104,9 @@ impl RunConfig {
         }
         if !(self.lr_g.is_finite() && self.lr_d.is_finite() && self.lr_g >= 0.0 && self.lr_d >= 0.0) {
             return Err(Error::Other(format!("learning rates must be finite and ≥ 0, got G {} D {}", self.lr_g, self.lr_d)));
+        }
+        if !(self.sim_w.is_finite() && self.sim_w >= 0.0) {
+            return Err(Error::Other(format!("sim_w must be finite and ≥ 0, got {}", self.sim_w)));
         }
         self.model.validate()
     }
@@ -286,7 +297,7 @@ impl Run {
         check_losses(step, &[("loss_real", d.loss_real), ("loss_mis", d.loss_mis), ("loss_fake", d.loss_fake), ("magp", d.magp), ("loss_d", d.loss_d)], &good)?;
         let grad_norm_d = check_grads(step, "L_D", &d.grads, &good)?;
         self.opt_d.step(&mut self.model.params, &d.grads, self.config.lr_d)?;
-        let g = g_losses(&self.model, &batch, fake)?;
+        let g = g_losses(&self.model, &batch, fake, self.config.sim_w)?;
         check_losses(step, &[("loss_g", g.loss_g), ("loss_g_adv", g.loss_adv), ("cos", g.cos)], &good)?;
         let grad_norm_g = check_grads(step, "L_G", &g.grads, &good)?;
         self.opt_g.step(&mut self.model.params, &g.grads, self.config.lr_g)?;
