@@ -10,7 +10,10 @@ pub enum Error {
         "no GPU adapter found (backends tried: {backends}).\n\
          ratlip runs on any Vulkan, Metal or DX12 device, or on the CPU through Mesa's lavapipe.\n\
          On Debian/Ubuntu without a GPU: sudo apt-get install mesa-vulkan-drivers libvulkan1\n\
-         On Fedora: sudo dnf install mesa-vulkan-drivers vulkan-loader"
+         On Fedora: sudo dnf install mesa-vulkan-drivers vulkan-loader\n\
+         With an NVIDIA driver but no display stack (a headless server or container): its Vulkan\n\
+         driver, libGLX_nvidia.so.0, also needs libglvnd: sudo apt-get install libvulkan1 libglvnd0\n\
+         (VK_LOADER_DEBUG=error,warn shows why the loader rejected a driver)"
     )]
     NoAdapter { backends: String },
 
