@@ -13,7 +13,7 @@ use std::path::Path;
 
 use ratlip::data::synth::{self, Kind};
 use ratlip::eval::{self, faces, Options};
-use ratlip::model::{Arch, Model};
+use ratlip::model::Model;
 
 const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/default.safetensors");
 const EVALUATOR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/eval_clip.safetensors");
@@ -36,7 +36,6 @@ fn shipped_model_and_evaluator_are_small_and_do_what_the_evaluation_says() {
     }
     let gpu = ratlip::Gpu::new(&Default::default()).unwrap();
     let model = Model::load(&gpu, Path::new(MODEL)).unwrap();
-    assert_eq!(model.config.arch, Arch::Ratlip);
     assert!(model.d.is_some(), "the shipped model keeps NetD/NetC, so it can be trained on");
     let evaluator = ratlip::clip::model::Clip::load(&gpu, Path::new(EVALUATOR)).unwrap();
 
@@ -77,8 +76,9 @@ fn readme_prompt_gets_red_hair() {
     assert!(red >= RED_AT_LEAST, "{red} of 8 images have red hair: {hair:?}");
 }
 
-// Measured with the shipped file (step 1200), lavapipe: on these 96 faces background 0.448
-// and hair colour 0.464 (chance 0.125 and 0.167); red hair in 8 of 8.
-const BACKGROUND_AT_LEAST: f64 = 0.3;
-const HAIR_AT_LEAST: f64 = 0.3;
+// Measured with the shipped file (GALIP arm, step 4609), lavapipe: on these 96 faces
+// background 0.771 and hair colour 0.524 (chance 0.125 and 0.167); red hair in 8 of 8. The
+// margins leave room for another driver's rounding, not for a model that lost the colours.
+const BACKGROUND_AT_LEAST: f64 = 0.6;
+const HAIR_AT_LEAST: f64 = 0.4;
 const RED_AT_LEAST: usize = 6;

@@ -20,9 +20,14 @@ mkdir -p "$W"
 
 CLIP_STEPS=400       # the CLIP G trains with
 EVAL_CLIP_STEPS=500  # the evaluator
-ABLATION_STEPS=1200  # every arm of the ablation (also evaluated at EARLY_STEPS)
-EARLY_STEPS=400
-DEFAULT_ARM=ratlip   # the arm whose last checkpoint is shipped (best FD, CLIP score, R-precision)
+# The 2-core CPU run used the defaults below. The H100 run, which made the shipped model
+# (docs/evaluation.md has its exact commands), corresponds to
+#   GAN_BATCH=32 ABLATION_STEPS=1500 DEFAULT_ARM=galip DEFAULT_STEPS=4609
+ABLATION_STEPS=${ABLATION_STEPS:-1200}  # every arm of the ablation (also evaluated at EARLY_STEPS)
+EARLY_STEPS=${EARLY_STEPS:-400}
+GAN_BATCH=${GAN_BATCH:-8}
+DEFAULT_ARM=${DEFAULT_ARM:-ratlip}               # the arm shipped as assets/default.safetensors,
+DEFAULT_STEPS=${DEFAULT_STEPS:-$ABLATION_STEPS}  # trained on (resumed) to this step
 
 synth() { [ -f "$2/dataset.json" ] || "$R" dataset synth --kind faces --size 32 --count "$1" --out "$2" --seed "$3"; }
 synth 10000 "$W/faces32" 0        # training set; train-clip holds out its last 500
@@ -45,11 +50,14 @@ gan() { # name steps config [extra args]
   if [ -f "$W/$name/checkpoints/step_$(printf %06d "$steps").safetensors" ]; then return; fi
   if [ -d "$W/$name" ]; then "$R" train --resume "$W/$name" --steps "$steps"
   else "$R" train --data "$W/faces32" --out "$W/$name" --clip "$CLIP_A" --config "$RECIPES/$config" \
-         --batch 8 --steps "$steps" --seed 0 --sample-every 100 --checkpoint-every 100 --keep 100 "$@"; fi
+         --batch "$GAN_BATCH" --steps "$steps" --seed 0 --sample-every 100 --checkpoint-every 100 --keep 100 "$@"; fi
 }
-gan galip "$ABLATION_STEPS" galip_faces24.json
-gan ratlip_no_sa "$ABLATION_STEPS" ratlip_faces24.json --no-shuffle-attention
-gan ratlip "$ABLATION_STEPS" ratlip_faces24.json
+arm_args() { # the config (and flag) of each arm
+  case $1 in galip) echo galip_faces24.json ;; ratlip_no_sa) echo ratlip_faces24.json --no-shuffle-attention ;;
+    ratlip) echo ratlip_faces24.json ;; *) echo "unknown arm $1" >&2; exit 2 ;; esac
+}
+for arm in galip ratlip_no_sa ratlip; do gan "$arm" "$ABLATION_STEPS" $(arm_args "$arm"); done
+gan "$DEFAULT_ARM" "$DEFAULT_STEPS" $(arm_args "$DEFAULT_ARM")
 
 step() { echo "$W/$1/checkpoints/step_$(printf %06d "$2").safetensors"; }
 report() { # model out
@@ -62,6 +70,6 @@ for arm in galip ratlip_no_sa ratlip; do
       --prompt "He is old, receding hairline" --seeds 1,2,3,4,5,6 --zoom 4 -o "$W/eval/young_old_${arm}_$at.png"
   done
 done
-cp "$(step $DEFAULT_ARM $ABLATION_STEPS)" "$W/default.safetensors"
+cp "$(step "$DEFAULT_ARM" "$DEFAULT_STEPS")" "$W/default.safetensors"
 cp "$CLIP_B" "$W/eval_clip.safetensors"
 echo "done: $W/default.safetensors and $W/eval_clip.safetensors (their homes: assets/), reports in $W/eval/"
