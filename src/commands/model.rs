@@ -49,13 +49,18 @@ pub fn info(gpu: &Gpu, path: &Path, json: bool) -> Result<()> {
         c.image_channels()
     );
     println!(
-        "bridge:      {} blocks on a {}×{}×{} code (mid {}), LSTM hidden {}, shuffle attention {}",
+        "bridge:      {} blocks on a {}×{}×{} code (mid {}); text fusion {}; shuffle attention {}",
         c.bridge_blocks,
         c.code_ch,
         c.code_size(),
         c.code_size(),
         c.mid_ch,
-        c.lstm_hidden,
+        // GALIP's config keeps lstm_hidden (its file format does), but no LSTM reads it.
+        match c.arch {
+            Arch::Galip => "affine from (z, sentence), no LSTM".to_string(),
+            Arch::Ratlip => format!("one RAT LSTM shared by every block, hidden {}", c.lstm_hidden),
+            Arch::RatlipRelease => format!("an LSTM in each block, hidden {}", c.lstm_hidden),
+        },
         if c.shuffle_attention() { format!("{} groups", c.sa_groups) } else { "no".into() }
     );
     let v = &c.clip.vision;
