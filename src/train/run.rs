@@ -33,10 +33,6 @@ use super::checkpoints::{checkpoint_paths, drive, io, keep_newest, Steps};
 pub use super::checkpoints::{checkpoint_steps, Outcome};
 use super::data::{Dataset, Loader, Position, TextCache};
 use super::objective::{d_losses, g_losses, generate_fake, grad_norm, Batch, Metrics, SIM_W};
-
-fn default_sim_w() -> f32 {
-    SIM_W
-}
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::images;
@@ -44,6 +40,11 @@ use crate::model::{Model, ModelConfig, Provenance, NET_C, NET_D, NET_G};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 use crate::weights::{save_safetensors, write_atomic, WeightFile};
+
+/// A run folder written before `sim_w` was a setting trained with the released weight.
+fn default_sim_w() -> f32 {
+    SIM_W
+}
 
 /// Everything that defines a run; written to RUN_DIR/config.json.
 #[derive(Clone, Debug, Serialize, Deserialize)]

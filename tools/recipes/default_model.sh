@@ -29,25 +29,25 @@ GAN_BATCH=${GAN_BATCH:-8}
 DEFAULT_ARM=${DEFAULT_ARM:-ratlip}               # the arm shipped as assets/default.safetensors,
 DEFAULT_STEPS=${DEFAULT_STEPS:-$ABLATION_STEPS}  # trained on (resumed) to this step
 
+step() { echo "$W/$1/checkpoints/step_$(printf %06d "$2").safetensors"; }  # run step → its checkpoint
 synth() { [ -f "$2/dataset.json" ] || "$R" dataset synth --kind faces --size 32 --count "$1" --out "$2" --seed "$3"; }
 synth 10000 "$W/faces32" 0        # training set; train-clip holds out its last 500
 synth 500 "$W/faces32_eval" 7     # evaluation set: a seed no model or CLIP saw
 
 clip() { # name config steps seed
-  local ck="$W/$1/checkpoints/step_$(printf %06d "$3").safetensors"
-  if [ -f "$ck" ]; then return; fi
+  if [ -f "$(step "$1" "$3")" ]; then return; fi
   if [ -d "$W/$1" ]; then "$R" train-clip --resume "$W/$1" --steps "$3"
   else "$R" train-clip --data "$W/faces32" --out "$W/$1" --config "$RECIPES/$2" --batch 64 --steps "$3" \
          --seed "$4" --holdout 500 --checkpoint-every 100 --keep 2; fi
 }
 clip clip_a clip_a.json "$CLIP_STEPS" 0
 clip clip_b clip_b.json "$EVAL_CLIP_STEPS" 1
-CLIP_A="$W/clip_a/checkpoints/step_$(printf %06d $CLIP_STEPS).safetensors"
-CLIP_B="$W/clip_b/checkpoints/step_$(printf %06d $EVAL_CLIP_STEPS).safetensors"
+CLIP_A=$(step clip_a "$CLIP_STEPS")
+CLIP_B=$(step clip_b "$EVAL_CLIP_STEPS")
 
 gan() { # name steps config [extra args]
   local name=$1 steps=$2 config=$3; shift 3
-  if [ -f "$W/$name/checkpoints/step_$(printf %06d "$steps").safetensors" ]; then return; fi
+  if [ -f "$(step "$name" "$steps")" ]; then return; fi
   if [ -d "$W/$name" ]; then "$R" train --resume "$W/$name" --steps "$steps"
   else "$R" train --data "$W/faces32" --out "$W/$name" --clip "$CLIP_A" --config "$RECIPES/$config" \
          --batch "$GAN_BATCH" --steps "$steps" --seed 0 --sample-every 100 --checkpoint-every 100 --keep 100 "$@"; fi
@@ -59,7 +59,6 @@ arm_args() { # the config (and flag) of each arm
 for arm in galip ratlip_no_sa ratlip; do gan "$arm" "$ABLATION_STEPS" $(arm_args "$arm"); done
 gan "$DEFAULT_ARM" "$DEFAULT_STEPS" $(arm_args "$DEFAULT_ARM")
 
-step() { echo "$W/$1/checkpoints/step_$(printf %06d "$2").safetensors"; }
 report() { # model out
   [ -f "$2/report.json" ] || "$R" eval --model "$1" --data "$W/faces32_eval" --evaluator "$CLIP_B" --out "$2" --count 500 --seed 0
 }
