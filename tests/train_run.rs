@@ -181,19 +181,35 @@ fn attngan_and_cub_layouts() {
 /// the same losses logged.
 #[test]
 fn resume_is_bit_exact() {
+    // Without augmentation, and with it (its shifts come from the saved noise RNG).
+    for shift in [0, 2] {
+        resume_is_bit_exact_with(shift);
+    }
+    let dir = scratch("resume_bad_shift");
+    let mut cfg = tiny_config(&shapes(&dir, 2, 32), 2, 1);
+    cfg.augment_shift = cfg.model.image_size;
+    let err = Run::create(&dir.join("run"), cfg, tiny_model(&gpu(), 1)).err().expect("a shift as large as the image is refused").to_string();
+    assert!(err.contains("--augment-shift"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn resume_is_bit_exact_with(augment_shift: usize) {
     let g = gpu();
-    let dir = scratch("resume");
+    let dir = scratch(&format!("resume_{augment_shift}"));
     let data = shapes(&dir, 12, 32);
     let (n, batch) = (4u64, 3usize);
     let never = AtomicBool::new(false);
 
     let straight_dir = dir.join("straight");
-    let mut straight = Run::create(&straight_dir, tiny_config(&data, batch, n), tiny_model(&g, 1)).unwrap();
+    let mut cfg = tiny_config(&data, batch, n);
+    cfg.augment_shift = augment_shift;
+    let mut straight = Run::create(&straight_dir, cfg, tiny_model(&g, 1)).unwrap();
     assert_eq!(straight.train(&never, |_| {}).unwrap(), Outcome::Finished);
 
     let split_dir = dir.join("split");
     let mut cfg = tiny_config(&data, batch, n);
     cfg.keep = 1;
+    cfg.augment_shift = augment_shift;
     let mut first = Run::create(&split_dir, cfg, tiny_model(&g, 1)).unwrap();
     let stop = AtomicBool::new(false);
     let outcome = first
@@ -209,6 +225,7 @@ fn resume_is_bit_exact() {
     drop(first);
 
     let mut resumed = Run::resume(&g, &split_dir).unwrap();
+    assert_eq!(resumed.config.augment_shift, augment_shift);
     assert_eq!((resumed.step, resumed.data_position()), (n / 2, mid_position));
     assert_eq!(resumed.train(&never, |_| {}).unwrap(), Outcome::Finished);
     assert_eq!(resumed.step, n);
@@ -234,8 +251,8 @@ fn resume_is_bit_exact() {
 }
 
 /// `sim_w` weighs L_G's cosine term: 0 leaves the adversarial term alone, the released 4 gives
-/// L_G = adv − 4·cos (both read from metrics.jsonl); a run folder written before the field
-/// existed resumes with the released weight.
+/// L_G = adv − 4·cos (both read from metrics.jsonl); a run folder written before the fields
+/// existed resumes with the released weight and no augmentation.
 #[test]
 fn sim_w_weighs_the_cosine_term() {
     let g = gpu();
@@ -257,8 +274,10 @@ fn sim_w_weighs_the_cosine_term() {
     let old = dir.join("released/config.json");
     let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&old).unwrap()).unwrap();
     v.as_object_mut().unwrap().remove("sim_w").expect("config.json records sim_w");
+    v.as_object_mut().unwrap().remove("augment_shift").expect("config.json records augment_shift");
     std::fs::write(&old, v.to_string()).unwrap();
-    assert_eq!(Run::resume(&g, &dir.join("released")).unwrap().config.sim_w, ratlip::train::SIM_W);
+    let resumed = Run::resume(&g, &dir.join("released")).unwrap();
+    assert_eq!((resumed.config.sim_w, resumed.config.augment_shift), (ratlip::train::SIM_W, 0));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -296,7 +315,7 @@ fn train_help_and_the_dash_dash_spelling() {
     for args in [&["train", "--help"][..], &["--train", "--help"][..]] {
         let (code, out, err) = ratlip_cli(args);
         assert_eq!(code, 0, "{args:?}: {err}");
-        for flag in ["--data", "--out", "--resume", "--steps", "--batch", "--sample-every", "--checkpoint-every", "--keep", "--model", "--config"] {
+        for flag in ["--data", "--out", "--resume", "--steps", "--batch", "--sample-every", "--checkpoint-every", "--keep", "--model", "--config", "--sim-w", "--augment-shift"] {
             assert!(out.contains(flag), "{args:?} help lacks {flag}:\n{out}");
         }
     }

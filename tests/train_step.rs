@@ -119,7 +119,7 @@ fn load(g: &Gpu, arch: &str) -> (Model, Ref, Batch) {
     let model = Model::load(g, &dir().join(format!("{arch}.safetensors"))).unwrap();
     assert_eq!(model.config.arch.name(), arch);
     let mut r = load_ref(arch);
-    let batch = Batch { images: r.tensor(g, "images"), sent_emb: r.tensor(g, "sent_emb"), noise: r.tensor(g, "noise") };
+    let batch = Batch { images: r.tensor(g, "images"), sent_emb: r.tensor(g, "sent_emb"), noise: r.tensor(g, "noise"), shifts: None };
     (model, r, batch)
 }
 
@@ -235,7 +235,7 @@ fn train_step_reports_metrics_and_rejects_bad_batches() {
     check_loss("L_G", m.loss_g, r.scalar("loss.g"));
     assert!(m.grad_norm_d.is_finite() && m.grad_norm_d > 0.0 && m.grad_norm_g.is_finite() && m.grad_norm_g > 0.0);
 
-    let short = Batch { images: batch.images.clone(), sent_emb: batch.sent_emb.clone(), noise: Tensor::zeros(&g, &[1, model.config.z_dim]).unwrap() };
+    let short = Batch { images: batch.images.clone(), sent_emb: batch.sent_emb.clone(), noise: Tensor::zeros(&g, &[1, model.config.z_dim]).unwrap(), shifts: None };
     assert!(train::train_step(&mut model, &mut opt_d, &mut opt_g, &short).is_err());
     let mut bad = std::collections::BTreeMap::new();
     bad.insert("netG.fc_code.weight".to_string(), Tensor::zeros(&g, &[1]).unwrap());
@@ -289,7 +289,7 @@ fn mismatched_captions_pair_image_i_with_caption_i_plus_1() {
         s[0] = 3;
         Tensor::from_slice(&g, &s, d).unwrap()
     };
-    let batch = Batch { images: b3(&si, &img3), sent_emb: b3(&[2, ns], &sent3), noise: b3(&[2, nz], &noise3) };
+    let batch = Batch { images: b3(&si, &img3), sent_emb: b3(&[2, ns], &sent3), noise: b3(&[2, nz], &noise3), shifts: None };
     let fake = train::generate_fake(&mut model, &batch).unwrap();
     let d = train::d_losses(&model, &batch, &fake).unwrap();
 
@@ -305,4 +305,38 @@ fn mismatched_captions_pair_image_i_with_caption_i_plus_1() {
     println!("L_mis {:.7}: with caption i+1 {next:.7}, with caption i−1 {prev:.7}", d.loss_mis);
     assert!((next - prev).abs() > 1e-3, "the test batch does not tell the two directions apart");
     assert!((d.loss_mis - next).abs() <= 1e-5 * next.abs().max(1.0), "L_mis {} ≠ {next}", d.loss_mis);
+}
+
+/// `--augment-shift`: zero shifts change nothing, bit for bit; real shifts move what CLIP sees
+/// (the fake's features are exactly CLIP's of the moved fake) and G's gradient still flows
+/// back through the move.
+#[test]
+fn shifts_move_what_clip_sees() {
+    let g = gpu();
+    let with = |shifts: Option<[f32; 4]>| {
+        let (mut model, _, mut batch) = load(&g, "galip");
+        batch.shifts = shifts.map(|s| train::Shifts {
+            real: Tensor::from_slice(&g, &[2, 2], &s).unwrap(),
+            fake: Tensor::from_slice(&g, &[2, 2], &[s[3], s[2], s[1], s[0]]).unwrap(),
+        });
+        let fake = train::generate_fake(&mut model, &batch).unwrap();
+        if let Some(sh) = &batch.shifts {
+            let tape = ratlip::Tape::new(&g);
+            let moved = ratlip::ops::shape::translate(fake.images.value(), &sh.fake).unwrap();
+            let (want, _) = model.clip_features(&tape, &tape.constant(moved)).unwrap();
+            assert_eq!(fake.features.value().to_vec().unwrap(), want.value().to_vec().unwrap(), "the fake's features are CLIP's of the moved fake");
+        }
+        let d = train::d_losses(&model, &batch, &fake).unwrap();
+        let gs = train::g_losses(&model, &batch, fake, train::SIM_W).unwrap();
+        (d.loss_real, d.loss_fake, gs.loss_g, train::grad_norm(&gs.grads).unwrap())
+    };
+    let plain = with(None);
+    assert_eq!(with(Some([0.0; 4])), plain, "zero shifts are the identity");
+    let moved = with(Some([1.0, -2.0, 0.0, 3.0]));
+    println!("unmoved {plain:?}\nmoved   {moved:?}");
+    assert!((moved.0 - plain.0).abs() > 1e-4 && (moved.1 - plain.1).abs() > 1e-4, "moving the images changes what D sees");
+    assert!(moved.3.is_finite() && moved.3 > 0.0 && (moved.3 - plain.3).abs() > 1e-6 * plain.3, "G's gradient flows through the move");
+    let (mut model, _, mut batch) = load(&g, "galip");
+    batch.shifts = Some(train::Shifts { real: Tensor::zeros(&g, &[3, 2]).unwrap(), fake: Tensor::zeros(&g, &[2, 2]).unwrap() });
+    assert!(train::generate_fake(&mut model, &batch).is_err(), "shifts for the wrong batch size are refused");
 }

@@ -67,6 +67,10 @@ pub struct TrainArgs {
     /// Weight of L_G's text–image cosine term (released: 4).
     #[arg(long, conflicts_with = "resume")]
     sim_w: Option<f32>,
+    /// Move each real and fake image by up to K pixels (random, per step) before CLIP sees
+    /// it: DiffAugment's translation, not in the released code (default 0: off).
+    #[arg(long, conflicts_with = "resume")]
+    augment_shift: Option<usize>,
     /// Images decoded ahead on this many threads (default: the cores, at most 4).
     #[arg(long, conflicts_with = "resume")]
     workers: Option<usize>,
@@ -182,6 +186,7 @@ pub fn train(gpu: &Gpu, a: &TrainArgs) -> Result<()> {
             config.lr_g = a.lr_g.unwrap_or(config.lr_g);
             config.lr_d = a.lr_d.unwrap_or(config.lr_d);
             config.sim_w = a.sim_w.unwrap_or(config.sim_w);
+            config.augment_shift = a.augment_shift.unwrap_or(config.augment_shift);
             config.workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4));
             let model = match &a.model {
                 Some(p) => {
@@ -221,7 +226,7 @@ fn describe(run: &Run) {
     let c = &run.config;
     let (g, d, nc) = run.model.parameter_counts();
     eprintln!(
-        "data: {} ({} images, {} captions, {:?} layout{}); model {} {}×{} (netG {g}, netD {d}, netC {nc}); batch {}, {} steps, seed {}, lr G {} D {}, sim_w {}",
+        "data: {} ({} images, {} captions, {:?} layout{}); model {} {}×{} (netG {g}, netD {d}, netC {nc}); batch {}, {} steps, seed {}, lr G {} D {}, sim_w {}{}",
         c.data.display(),
         run.dataset.items.len(),
         run.dataset.caption_count(),
@@ -235,7 +240,8 @@ fn describe(run: &Run) {
         c.seed,
         c.lr_g,
         c.lr_d,
-        c.sim_w
+        c.sim_w,
+        if c.augment_shift > 0 { format!(", augment shift ±{} px", c.augment_shift) } else { String::new() }
     );
 }
 

@@ -1,5 +1,5 @@
-//! Shape ops: concat, slice, permute, nearest resize, channel shuffle, batch roll
-//! (shaders/shape.wgsl, shaders/resize.wgsl).
+//! Shape ops: concat, slice, permute, nearest resize, channel shuffle, batch roll, per-sample
+//! translation (shaders/shape.wgsl, shaders/resize.wgsl, shaders/translate.wgsl).
 //!
 //! Tensors are contiguous, so everything here except the resize is the same operation: a
 //! strided box copy (`Copy`) between two buffers. Each op describes its copy, dims that stay
@@ -21,6 +21,7 @@ use crate::tensor::{numel, Tensor};
 
 static KERNEL: Kernel = kernel!("shape");
 static RESIZE: Kernel = kernel!("resize");
+static TRANSLATE: Kernel = kernel!("translate");
 
 /// Dims the strided kernel can index (after merging, which only ever lowers the count).
 pub const MAX_DIMS: usize = 6;
@@ -48,6 +49,17 @@ struct ResizeParams {
     scale_h: f32,
     scale_w: f32,
     _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct TranslateParams {
+    n: u32,
+    planes_per_sample: u32,
+    h: u32,
+    w: u32,
+    sign: i32,
+    _pad: [u32; 3],
 }
 
 fn strides(shape: &[usize]) -> Vec<usize> {
@@ -429,6 +441,38 @@ pub fn resize_nearest_backward(dy: &Tensor, in_h: usize, in_w: usize) -> Result<
     Ok(dx)
 }
 
+// ---- per-sample translation ---------------------------------------------------------------
+
+fn translate_dispatch(x: &Tensor, shifts: &Tensor, sign: i32) -> Result<Tensor> {
+    check_4d("translate", x)?;
+    let &[b, c, h, w] = x.shape() else { unreachable!() };
+    ensure_shape!(shifts.shape() == [b, 2], "translate", "shifts {:?} for images {:?}, expected [{b}, 2]", shifts.shape(), x.shape());
+    let out = Tensor::empty(x.gpu(), x.shape())?;
+    let g = x.gpu();
+    for r in batch_chunks(g, "translate", b, &[row_bytes(x), row_bytes(shifts)])? {
+        let (s, sh, d) = (x.narrow0(r.start, r.len())?, shifts.narrow0(r.start, r.len())?, out.narrow0(r.start, r.len())?);
+        if d.numel() == 0 {
+            continue;
+        }
+        let p = TranslateParams { n: d.numel() as u32, planes_per_sample: c as u32, h: h as u32, w: w as u32, sign, _pad: [0; 3] };
+        g.dispatch(&TRANSLATE, "translate", &p, &[&sh, &s, &d], grid(g, d.numel() as u64, 256))?;
+    }
+    Ok(out)
+}
+
+/// Moves image b of x [B, C, H, W] down by shifts[b, 0] and right by shifts[b, 1] pixels
+/// (whole numbers held as f32, either sign), filling with 0: DiffAugment's translation,
+/// which `ratlip train --augment-shift` puts in front of CLIP.
+pub fn translate(x: &Tensor, shifts: &Tensor) -> Result<Tensor> {
+    translate_dispatch(x, shifts, 1)
+}
+
+/// Gradient of `translate`: the translation is a partial permutation, so its adjoint is the
+/// opposite translation with the same zero fill.
+pub fn translate_backward(dy: &Tensor, shifts: &Tensor) -> Result<Tensor> {
+    translate_dispatch(dy, shifts, -1)
+}
+
 // ---- on the tape ----------------------------------------------------------------------
 
 impl Tape {
@@ -470,6 +514,12 @@ impl Tape {
         let y = channel_shuffle(x.value(), groups)?;
         let inverse_groups = x.shape()[1] / groups;
         Ok(self.record1("channel_shuffle", &[x], y, move |c| Ok(vec![Some(channel_shuffle(&c.grad(0)?, inverse_groups)?)])))
+    }
+
+    pub fn translate(&self, x: &Var, shifts: &Tensor) -> Result<Var> {
+        let y = translate(x.value(), shifts)?;
+        let shifts = shifts.clone();
+        Ok(self.record1("translate", &[x], y, move |c| Ok(vec![Some(translate_backward(&c.grad(0)?, &shifts)?)])))
     }
 
     pub fn roll0(&self, x: &Var, shift: usize) -> Result<Var> {
@@ -591,6 +641,27 @@ pub mod cpu {
         for i in 0..b {
             let j = (i + shift) % b;
             out[j * row..(j + 1) * row].copy_from_slice(&x[i * row..(i + 1) * row]);
+        }
+        out
+    }
+
+    /// Image b moved by (shifts[b].0 rows, shifts[b].1 columns), zero fill.
+    pub fn translate(x: &[f64], shape: &[usize], shifts: &[(i64, i64)]) -> Vec<f64> {
+        let (b, c, h, w) = (shape[0], shape[1], shape[2] as i64, shape[3] as i64);
+        let mut out = vec![0.0; x.len()];
+        for n in 0..b {
+            let (dy, dx) = shifts[n];
+            for ch in 0..c {
+                let plane = (n * c + ch) * (h * w) as usize;
+                for y in 0..h {
+                    for xx in 0..w {
+                        let (sy, sx) = (y - dy, xx - dx);
+                        if (0..h).contains(&sy) && (0..w).contains(&sx) {
+                            out[plane + (y * w + xx) as usize] = x[plane + (sy * w + sx) as usize];
+                        }
+                    }
+                }
+            }
         }
         out
     }

@@ -34,11 +34,24 @@ pub const SIM_W: f32 = 4.0;
 /// rounding of the two gradients (≈ 1e-7 of each, divided by the step) small. See ma_gp.
 pub const MAGP_STEP: f32 = 1.0;
 
-/// One batch: images [B, 3, S, S] in [-1, 1], sentence embeddings [B, cond], noise [B, z].
+/// One batch: images [B, 3, S, S] in [-1, 1], sentence embeddings [B, cond], noise [B, z],
+/// and, when the run augments, the shifts that move real and fake images before CLIP sees them.
 pub struct Batch {
     pub images: Tensor,
     pub sent_emb: Tensor,
     pub noise: Tensor,
+    pub shifts: Option<Shifts>,
+}
+
+/// DiffAugment's translation (Zhao et al. 2020), drawn per sample and separately for the real
+/// and the fake images: [B, 2] (rows, columns) each, whole pixels, zero fill. Not in the
+/// released code; `ratlip train --augment-shift K` turns it on. A ViT's gradient with respect
+/// to the pixels repeats with its patch grid, so G, which learns only through the frozen CLIP,
+/// is pushed towards patterns locked to that grid; moving the images by up to K pixels each
+/// step unlocks them, while every loss term (NetD's, NetC's, the cosine) still sees the image.
+pub struct Shifts {
+    pub real: Tensor,
+    pub fake: Tensor,
 }
 
 impl Batch {
@@ -48,6 +61,11 @@ impl Batch {
         let s = c.image_size;
         if b == 0 || self.images.shape() != [b, 3, s, s] {
             return Err(Error::shape("train batch", format!("images {:?}, expected [B ≥ 1, 3, {s}, {s}]", self.images.shape())));
+        }
+        if let Some(sh) = &self.shifts {
+            if sh.real.shape() != [b, 2] || sh.fake.shape() != [b, 2] {
+                return Err(Error::shape("train batch", format!("shifts {:?} and {:?} for {b} images, expected [{b}, 2]", sh.real.shape(), sh.fake.shape())));
+            }
         }
         if self.sent_emb.shape() != [b, c.cond_dim] || self.noise.shape() != [b, c.z_dim] {
             return Err(Error::shape(
@@ -64,7 +82,8 @@ impl Batch {
 pub struct Fake {
     tape: Tape,
     g_vars: ParamVars,
-    /// CLIP features [B, n, W, g, g] and image embedding [B, embed] of the fake images.
+    /// CLIP features [B, n, W, g, g] and image embedding [B, embed] of the fake images (moved
+    /// by `Batch::shifts` when the run augments).
     pub features: Var,
     pub embedding: Var,
     pub images: Var,
@@ -81,7 +100,11 @@ pub fn generate_fake(model: &mut Model, batch: &Batch) -> Result<Fake> {
     let s = tape.constant(batch.sent_emb.clone());
     let images = model.generate_on(&cx, &z, &s)?;
     let g_vars = cx.finish();
-    let (features, embedding) = model.clip_features(&tape, &images)?;
+    let seen = match &batch.shifts {
+        Some(sh) => tape.translate(&images, &sh.fake)?,
+        None => images.clone(),
+    };
+    let (features, embedding) = model.clip_features(&tape, &seen)?;
     // G ran in training mode: BatchNorm counts the pass, as torch does.
     model.params.count_batch_norm_pass(NET_G)?;
     Ok(Fake { tape, g_vars, features, embedding, images })
@@ -202,7 +225,11 @@ pub fn d_losses(model: &Model, batch: &Batch, fake: &Fake) -> Result<DStep> {
     let gpu = model.params.gpu();
     let scratch = Tape::new(gpu);
     // CLIP is frozen and the images are data: nothing is recorded.
-    let (feats_r, _) = model.clip_features(&scratch, &scratch.constant(batch.images.clone()))?;
+    let real = match &batch.shifts {
+        Some(sh) => shape::translate(&batch.images, &sh.real)?,
+        None => batch.images.clone(),
+    };
+    let (feats_r, _) = model.clip_features(&scratch, &scratch.constant(real))?;
     let feats_r = feats_r.value().clone();
 
     let tape = Tape::new(gpu);

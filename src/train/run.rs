@@ -32,7 +32,7 @@ use super::adam::{Adam, BETAS, EPS, LR_D, LR_G};
 use super::checkpoints::{checkpoint_paths, drive, io, keep_newest, Steps};
 pub use super::checkpoints::{checkpoint_steps, Outcome};
 use super::data::{Dataset, Loader, Position, TextCache};
-use super::objective::{d_losses, g_losses, generate_fake, grad_norm, Batch, Metrics, SIM_W};
+use super::objective::{d_losses, g_losses, generate_fake, grad_norm, Batch, Metrics, Shifts, SIM_W};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::images;
@@ -67,6 +67,10 @@ pub struct RunConfig {
     /// Weight of L_G's text–image cosine term (the released `sim_w`, 4).
     #[serde(default = "default_sim_w")]
     pub sim_w: f32,
+    /// DiffAugment translation before CLIP: each real and fake image moves by up to this many
+    /// pixels a step (0: off, as released; see `objective::Shifts`).
+    #[serde(default)]
+    pub augment_shift: usize,
     /// Images in the sample grid (fixed noise, fixed captions).
     pub samples: usize,
     /// Decoding threads.
@@ -90,6 +94,7 @@ impl RunConfig {
             lr_g: LR_G,
             lr_d: LR_D,
             sim_w: SIM_W,
+            augment_shift: 0,
             samples: 8,
             workers: 2,
             ratlip_version: env!("CARGO_PKG_VERSION").into(),
@@ -108,6 +113,9 @@ impl RunConfig {
         }
         if !(self.sim_w.is_finite() && self.sim_w >= 0.0) {
             return Err(Error::Other(format!("sim_w must be finite and ≥ 0, got {}", self.sim_w)));
+        }
+        if self.augment_shift >= self.model.image_size {
+            return Err(Error::Other(format!("--augment-shift {} must be below the image size {}", self.augment_shift, self.model.image_size)));
         }
         self.model.validate()
     }
@@ -286,10 +294,20 @@ impl Run {
         let pixels: Vec<f32> = samples.iter().flat_map(|x| x.pixels.iter().copied()).collect();
         let noise = self.rng.normals(b * z);
         let gpu = self.model.params.gpu().clone();
+        // Drawn after the noise and only when on, so a run without it keeps its noise stream.
+        let k = self.config.augment_shift;
+        let mut draw = || -> Vec<f32> { (0..2 * b).map(|_| self.rng.below(2 * k + 1) as f32 - k as f32).collect() };
+        let shifts = if k > 0 {
+            let (real, fake) = (draw(), draw());
+            Some(Shifts { real: Tensor::from_slice(&gpu, &[b, 2], &real)?, fake: Tensor::from_slice(&gpu, &[b, 2], &fake)? })
+        } else {
+            None
+        };
         let batch = Batch {
             images: Tensor::from_slice(&gpu, &[b, 3, s, s], &pixels)?,
             sent_emb: Tensor::from_slice(&gpu, &[b, cond], &sent)?,
             noise: Tensor::from_slice(&gpu, &[b, z], &noise)?,
+            shifts,
         };
         let step = self.step + 1;
         let good = self.last_checkpoint.as_ref().map_or("none yet".to_string(), |(_, p)| p.display().to_string());

@@ -1,4 +1,5 @@
-//! Shape ops: concat, slice, permute, nearest resize, channel shuffle, roll along dim 0.
+//! Shape ops: concat, slice, permute, nearest resize, channel shuffle, roll along dim 0,
+//! per-sample translation.
 //!
 //! Tolerances: every forward moves values without arithmetic, so it must equal the CPU
 //! reference exactly (rtol = atol = 0). Backwards are copies too, except the resize's, which
@@ -265,6 +266,43 @@ fn resize_nearest_backward_gathers_every_reader() {
             std::slice::from_ref(&s),
             &|t, v| t.resize_nearest(v[0], oh, ow).unwrap(),
             &|x| cpu::resize_nearest(&x[0], &s, oh, ow),
+        );
+    }
+}
+
+// ---- per-sample translation ------------------------------------------------------------
+
+fn shifts_tensor(shifts: &[(i64, i64)]) -> Tensor {
+    upload(&[shifts.len(), 2], &shifts.iter().flat_map(|&(y, x)| [y as f32, x as f32]).collect::<Vec<_>>())
+}
+
+#[test]
+fn translate_moves_each_image_by_its_own_shift() {
+    let mut rng = Rng::new(41);
+    // Odd sizes; shifts of either sign, zero, and past the edge (all zeros out).
+    for s in [[3, 2, 5, 7], [1, 3, 1, 9], [4, 1, 6, 1], [2, 5, 13, 11]] {
+        let shifts: Vec<(i64, i64)> = (0..s[0]).map(|_| (rng.range(0, 2 * s[2] + 1) as i64 - s[2] as i64, rng.range(0, 9) as i64 - 4)).collect();
+        let (x, v) = random(&mut rng, &s);
+        let sh = shifts_tensor(&shifts);
+        exact(&format!("translate {s:?} by {shifts:?}"), &shape::translate(&x, &sh).unwrap(), &cpu::translate(&to_f64(&v), &s, &shifts));
+        // The backward is the opposite translation.
+        let back: Vec<(i64, i64)> = shifts.iter().map(|&(y, x)| (-y, -x)).collect();
+        exact(&format!("translate backward {s:?}"), &shape::translate_backward(&x, &sh).unwrap(), &cpu::translate(&to_f64(&v), &s, &back));
+    }
+    // One pixel down, two left: the known answer on a 1×1×3×3 ramp.
+    let x = upload(&[1, 1, 3, 3], &(1..=9).map(|v| v as f32).collect::<Vec<_>>());
+    assert_eq!(shape::translate(&x, &shifts_tensor(&[(1, -2)])).unwrap().to_vec().unwrap(), [0.0, 0.0, 0.0, 3.0, 0.0, 0.0, 6.0, 0.0, 0.0]);
+    let bad = shape::translate(&x, &shifts_tensor(&[(0, 0), (1, 1)])).unwrap_err();
+    assert!(matches!(bad, Error::Shape { .. }), "{bad}");
+    for s in [vec![2, 3, 4, 5], vec![3, 1, 7, 3]] {
+        let shifts: Vec<(i64, i64)> = (0..s[0]).map(|i| (i as i64 - 1, 2 - i as i64)).collect();
+        let sh = shifts_tensor(&shifts);
+        check_op_grad(
+            &format!("translate {s:?}"),
+            &mut rng,
+            std::slice::from_ref(&s),
+            &|t, v| t.translate(v[0], &sh).unwrap(),
+            &|x| cpu::translate(&x[0], &s, &shifts),
         );
     }
 }
