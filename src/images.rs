@@ -53,7 +53,7 @@ pub fn grid(images: &[Rgb8], cols: usize, gap: usize) -> Result<Rgb8> {
     Ok(out)
 }
 
-/// Each pixel as a k×k block: a small model's 24 px faces become viewable without the blur
+/// Each pixel as a k×k block: a small model's 32 px faces become viewable without the blur
 /// a smooth filter would add (and without inventing detail).
 pub fn zoom(img: &Rgb8, k: usize) -> Rgb8 {
     let k = k.max(1);

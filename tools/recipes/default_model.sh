@@ -6,10 +6,15 @@
 #
 #   bash tools/recipes/default_model.sh [WORK_DIR]     (default WORK_DIR: runs/)
 #
-# On a 2-core CPU (lavapipe) this took about 2 hours (CLIP A 22 min beside CLIP B, the three
-# GAN arms 83-87 min side by side, the evaluations a few minutes). Steps already done
-# (their output exists) are skipped, so the script can be re-run after an interruption; an
-# interrupted training run is continued with `--resume`.
+# Two settings have made what docs/evaluation.md reports, both from this script:
+# - the shipped model (the defaults): 32 px, CLIP A at 32 px / patch 4, every arm trained
+#   with `--augment-shift 4`, the GALIP arm trained on and shipped;
+# - the ablation, made before that at 24 px without augmentation:
+#     SIZE=24 AUGMENT_SHIFT=0 DEFAULT_ARM=ratlip                    (2-core CPU, about 2 hours)
+#     SIZE=24 AUGMENT_SHIFT=0 GAN_BATCH=32 ABLATION_STEPS=1500 DEFAULT_ARM=galip DEFAULT_STEPS=4609
+#                                                                   (the H100 run)
+# Steps already done (their output exists) are skipped, so the script can be re-run after an
+# interruption; an interrupted training run is continued with `--resume`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 W=${1:-runs}
@@ -20,14 +25,15 @@ mkdir -p "$W"
 
 CLIP_STEPS=400       # the CLIP G trains with
 EVAL_CLIP_STEPS=500  # the evaluator
-# The 2-core CPU run used the defaults below. The H100 run, which made the shipped model
-# (docs/evaluation.md has its exact commands), corresponds to
-#   GAN_BATCH=32 ABLATION_STEPS=1500 DEFAULT_ARM=galip DEFAULT_STEPS=4609
+SIZE=${SIZE:-32}     # G's image size: 32 (CLIP A 32 px, patch 4) or 24 (CLIP A 28 px, patch 4)
+AUGMENT_SHIFT=${AUGMENT_SHIFT:-4}       # `train --augment-shift`: 0 is the released loop
 ABLATION_STEPS=${ABLATION_STEPS:-1200}  # every arm of the ablation (also evaluated at EARLY_STEPS)
 EARLY_STEPS=${EARLY_STEPS:-400}
 GAN_BATCH=${GAN_BATCH:-8}
-DEFAULT_ARM=${DEFAULT_ARM:-ratlip}               # the arm shipped as assets/default.safetensors,
-DEFAULT_STEPS=${DEFAULT_STEPS:-$ABLATION_STEPS}  # trained on (resumed) to this step
+DEFAULT_ARM=${DEFAULT_ARM:-galip}                # the arm shipped as assets/default.safetensors,
+DEFAULT_STEPS=${DEFAULT_STEPS:-2100}             # trained on (resumed) to this step
+case $SIZE in 32) CLIP_A_CONFIG=clip_a32.json ;; 24) CLIP_A_CONFIG=clip_a.json ;;
+  *) echo "SIZE must be 32 or 24" >&2; exit 2 ;; esac
 
 step() { echo "$W/$1/checkpoints/step_$(printf %06d "$2").safetensors"; }  # run step → its checkpoint
 synth() { [ -f "$2/dataset.json" ] || "$R" dataset synth --kind faces --size 32 --count "$1" --out "$2" --seed "$3"; }
@@ -40,7 +46,7 @@ clip() { # name config steps seed
   else "$R" train-clip --data "$W/faces32" --out "$W/$1" --config "$RECIPES/$2" --batch 64 --steps "$3" \
          --seed "$4" --holdout 500 --checkpoint-every 100 --keep 2; fi
 }
-clip clip_a clip_a.json "$CLIP_STEPS" 0
+clip clip_a "$CLIP_A_CONFIG" "$CLIP_STEPS" 0
 clip clip_b clip_b.json "$EVAL_CLIP_STEPS" 1
 CLIP_A=$(step clip_a "$CLIP_STEPS")
 CLIP_B=$(step clip_b "$EVAL_CLIP_STEPS")
@@ -50,11 +56,12 @@ gan() { # name steps config [extra args]
   if [ -f "$(step "$name" "$steps")" ]; then return; fi
   if [ -d "$W/$name" ]; then "$R" train --resume "$W/$name" --steps "$steps"
   else "$R" train --data "$W/faces32" --out "$W/$name" --clip "$CLIP_A" --config "$RECIPES/$config" \
-         --batch "$GAN_BATCH" --steps "$steps" --seed 0 --sample-every 100 --checkpoint-every 100 --keep 100 "$@"; fi
+         --batch "$GAN_BATCH" --steps "$steps" --seed 0 --sample-every 100 --checkpoint-every 100 --keep 100 \
+         --augment-shift "$AUGMENT_SHIFT" "$@"; fi
 }
 arm_args() { # the config (and flag) of each arm
-  case $1 in galip) echo galip_faces24.json ;; ratlip_no_sa) echo ratlip_faces24.json --no-shuffle-attention ;;
-    ratlip) echo ratlip_faces24.json ;; *) echo "unknown arm $1" >&2; exit 2 ;; esac
+  case $1 in galip) echo "galip_faces$SIZE.json" ;; ratlip_no_sa) echo "ratlip_faces$SIZE.json" --no-shuffle-attention ;;
+    ratlip) echo "ratlip_faces$SIZE.json" ;; *) echo "unknown arm $1" >&2; exit 2 ;; esac
 }
 for arm in galip ratlip_no_sa ratlip; do gan "$arm" "$ABLATION_STEPS" $(arm_args "$arm"); done
 gan "$DEFAULT_ARM" "$DEFAULT_STEPS" $(arm_args "$DEFAULT_ARM")
