@@ -296,10 +296,13 @@ impl Run {
         let gpu = self.model.params.gpu().clone();
         // Drawn after the noise and only when on, so a run without it keeps its noise stream.
         let k = self.config.augment_shift;
-        let mut draw = || -> Vec<f32> { (0..2 * b).map(|_| self.rng.below(2 * k + 1) as f32 - k as f32).collect() };
         let shifts = if k > 0 {
-            let (real, fake) = (draw(), draw());
-            Some(Shifts { real: Tensor::from_slice(&gpu, &[b, 2], &real)?, fake: Tensor::from_slice(&gpu, &[b, 2], &fake)? })
+            let mut draw = || -> Result<Tensor> {
+                let v: Vec<f32> = (0..2 * b).map(|_| self.rng.below(2 * k + 1) as f32 - k as f32).collect();
+                Tensor::from_slice(&gpu, &[b, 2], &v)
+            };
+            // Fields are evaluated in order: real's shifts are drawn first.
+            Some(Shifts { real: draw()?, fake: draw()? })
         } else {
             None
         };

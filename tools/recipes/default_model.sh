@@ -10,7 +10,7 @@
 # - the shipped model (the defaults): 32 px, CLIP A at 32 px / patch 4, every arm trained
 #   with `--augment-shift 4`, the GALIP arm trained on and shipped;
 # - the ablation, made before that at 24 px without augmentation:
-#     SIZE=24 AUGMENT_SHIFT=0 DEFAULT_ARM=ratlip                    (2-core CPU, about 2 hours)
+#     SIZE=24 AUGMENT_SHIFT=0 DEFAULT_ARM=ratlip DEFAULT_STEPS=1200  (2-core CPU, about 2 hours)
 #     SIZE=24 AUGMENT_SHIFT=0 GAN_BATCH=32 ABLATION_STEPS=1500 DEFAULT_ARM=galip DEFAULT_STEPS=4609
 #                                                                   (the H100 run)
 # Steps already done (their output exists) are skipped, so the script can be re-run after an
