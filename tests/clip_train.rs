@@ -60,7 +60,7 @@ fn one_step_matches_pytorch() {
     let (shape, ids) = r.host("ids");
     let ids: Vec<Vec<u32>> = ids.chunks(shape[1]).map(|row| row.iter().map(|&x| x as u32).collect()).collect();
 
-    let out = contrastive_grads(&trainer.clip, &trainer.logit_scale, &pixels, &ids).unwrap();
+    let out = contrastive_grads(&trainer.clip, &trainer.logit_scale, &pixels, &ids, &[]).unwrap();
     let want = r.scalar("loss");
     assert!(((out.loss - want) / want).abs() < 1e-4, "loss {} vs torch {want}", out.loss);
     assert_eq!(out.acc_i2t, r.scalar("acc_i2t"));
@@ -79,8 +79,8 @@ fn one_step_matches_pytorch() {
     assert!(worst.0 < 1e-4, "gradient of {} differs by {:.2e} of its largest element", worst.1, worst.0);
 
     let lr: f32 = r.0.metadata["lr"].parse().unwrap();
-    trainer.step(&pixels, &ids, lr).unwrap();
-    let second = trainer.step(&pixels, &ids, lr).unwrap();
+    trainer.step(&pixels, &ids, &[], lr).unwrap();
+    let second = trainer.step(&pixels, &ids, &[], lr).unwrap();
     let want2 = r.scalar("loss2");
     assert!(((second.loss - want2) / want2).abs() < 1e-3, "step 2 loss {} vs torch {want2}", second.loss);
     let mut after: BTreeMap<String, Vec<f32>> = trainer.clip.state_dict().unwrap().into_iter().map(|(n, t)| (n, t.data)).collect();
@@ -96,6 +96,36 @@ fn one_step_matches_pytorch() {
             let tol = if key_bias { 4.0 * lr } else { 0.05 * lr };
             assert!((a - b).abs() <= tol, "{name}[{i}] after two Adam steps: {a} vs torch {b} (tolerance {tol:.1e})");
         }
+    }
+}
+
+/// NegCLIP's loss (`--hard-negatives`): the same batch with 4 negative captions, against
+/// tests/fixtures/clip_train/negatives.safetensors; tolerances as above.
+#[test]
+fn hard_negatives_match_pytorch() {
+    let g = gpu();
+    let trainer = ClipTrainer::load(&g, &fixture().join("clip.safetensors")).unwrap();
+    let mut r = Ref::open(&fixture().join("step.safetensors"));
+    let pixels = r.tensor(&g, "pixels");
+    let rows = |(shape, v): (Vec<usize>, Vec<f32>)| -> Vec<Vec<u32>> { v.chunks(shape[1]).map(|row| row.iter().map(|&x| x as u32).collect()).collect() };
+    let ids = rows(r.host("ids"));
+    let mut n = Ref::open(&fixture().join("negatives.safetensors"));
+    let negatives = rows(n.host("negatives"));
+    assert_eq!(negatives.len(), 4);
+
+    let out = contrastive_grads(&trainer.clip, &trainer.logit_scale, &pixels, &ids, &negatives).unwrap();
+    let want = n.scalar("loss");
+    assert!(((out.loss - want) / want).abs() < 1e-4, "loss {} vs torch {want}", out.loss);
+    let plain = contrastive_grads(&trainer.clip, &trainer.logit_scale, &pixels, &ids, &[]).unwrap();
+    assert!(out.loss > plain.loss + 0.1, "negatives only add terms to the image→text softmax: {} vs {}", out.loss, plain.loss);
+    assert_eq!(out.acc_i2t, n.scalar("acc_i2t"));
+    assert_eq!(out.acc_t2i, n.scalar("acc_t2i"));
+    let ours = joined(out.grads.iter().map(|(n, t)| (n.clone(), t.to_vec().unwrap())).collect());
+    let theirs = n.under("grad.");
+    assert_eq!(ours.keys().collect::<Vec<_>>(), theirs.keys().collect::<Vec<_>>());
+    for (name, (_, want)) in &theirs {
+        let e = rel(&ours[name], want);
+        assert!(e < 1e-4, "gradient of {name} differs by {e:.2e} of its largest element");
     }
 }
 
@@ -215,11 +245,28 @@ fn weights_of(path: &Path) -> BTreeMap<String, Vec<f32>> {
     names.into_iter().map(|n| (n.clone(), w.take_any(&n).unwrap().data)).collect()
 }
 
+fn negatives(dir: &Path) -> Vec<u64> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["negatives"].as_u64().unwrap())
+        .collect()
+}
+
+/// With and without `--hard-negatives` (whose choice of attribute per caption must come back
+/// the same after a resume too).
 #[test]
 fn resume_is_bit_exact() {
+    for hard in [false, true] {
+        resume_is_bit_exact_with(hard);
+    }
+}
+
+fn resume_is_bit_exact_with(hard: bool) {
     let g = gpu();
-    let dir = scratch("resume");
+    let dir = scratch(&format!("resume_{hard}"));
     let data = faces(&dir, 20);
+    let tiny_run = |data: &Path, steps| ClipRunConfig { hard_negatives: hard, ..tiny_run(data, steps) };
     let straight = dir.join("straight");
     let mut run = ClipRun::create(&g, &straight, tiny_run(&data, 6), None).unwrap();
     run.train(&AtomicBool::new(false), |_| {}).unwrap();
@@ -247,6 +294,10 @@ fn resume_is_bit_exact() {
     let sb = weights_of(&split.join("checkpoints/train_state_000006.safetensors"));
     assert!(sa == sb, "Adam state differs after resume");
     assert_eq!(losses(&straight), losses(&split), "metrics: the same losses, one line per step");
+    let n = negatives(&straight);
+    assert_eq!(n, negatives(&split));
+    // Nearly every faces caption has a contrast (tests/hard_negatives.rs), so a batch of 8 gets several.
+    assert!(if hard { n.iter().all(|&k| (4..=8).contains(&k)) } else { n.iter().all(|&k| k == 0) }, "negatives per step {n:?}");
 }
 
 #[test]
@@ -325,7 +376,7 @@ fn logit_scale_is_clamped_after_each_update() {
     for (start, want) in [(5.0, ratlip::train::clip::LOGIT_SCALE_MAX), (-1.0, 0.0)] {
         let clip = Clip::load(&g, &fixture().join("clip.safetensors")).unwrap();
         let mut t = ClipTrainer::new(clip, start).unwrap();
-        t.step(&pixels, &ids, 1e-3).unwrap();
+        t.step(&pixels, &ids, &[], 1e-3).unwrap();
         assert_eq!(t.logit_scale_value().unwrap(), want, "from {start}");
     }
 }

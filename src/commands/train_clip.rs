@@ -53,6 +53,11 @@ pub struct TrainClipArgs {
     /// Also flip images horizontally at random (off: captions may say left or right).
     #[arg(long, conflicts_with = "resume")]
     flip: bool,
+    /// Beside each caption, its contrast (one attribute said the other way round: smiling ↔
+    /// frowning, glasses ↔ no glasses, a beard ↔ no beard) joins the batch as a text its image
+    /// must not match, as in NegCLIP. Knows the synthetic faces' words; other captions get none.
+    #[arg(long, conflicts_with = "resume")]
+    hard_negatives: bool,
     /// Images decoded ahead on this many threads (default: the cores, at most 4).
     #[arg(long, conflicts_with = "resume")]
     workers: Option<usize>,
@@ -89,6 +94,7 @@ pub fn train_clip(gpu: &Gpu, a: &TrainClipArgs) -> Result<()> {
             config.keep = a.keep;
             config.holdout = a.holdout;
             config.flip = a.flip;
+            config.hard_negatives = a.hard_negatives;
             config.workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4));
             ClipRun::create(gpu, &out, config, a.init.as_deref()).with_context(|| format!("starting a run in {}", out.display()))?
         }
@@ -131,7 +137,7 @@ fn describe(run: &ClipRun) {
     let (t, v) = (&c.clip.text, &c.clip.vision);
     let params: usize = run.trainer.params().values().map(|t| t.numel()).sum();
     eprintln!(
-        "data: {} ({} images for training, {} held out); CLIP {} px / patch {}, vision {}×{}, text {}×{} (context {}), embed {} ({:.1} M parameters); batch {}, {} steps, lr {}, seed {}",
+        "data: {} ({} images for training, {} held out); CLIP {} px / patch {}, vision {}×{}, text {}×{} (context {}), embed {} ({:.1} M parameters); batch {}, {} steps, lr {}, seed {}{}",
         c.data.display(),
         run.dataset.items.len(),
         run.holdout.items.len(),
@@ -147,7 +153,8 @@ fn describe(run: &ClipRun) {
         c.batch,
         c.steps,
         c.lr,
-        c.seed
+        c.seed,
+        if c.hard_negatives { ", hard negatives" } else { "" }
     );
 }
 

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use super::adam::Adam;
 use super::checkpoints::{checkpoint_paths, drive, io, keep_newest, Steps};
 use super::data::{Dataset, Loader, Position};
+use super::hard_negatives;
 use super::objective::grad_norm;
 use crate::autograd::Tape;
 use crate::clip::config::{ClipConfig, TextConfig, VisionConfig};
@@ -44,6 +45,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::loss::targets_tensor;
 use crate::ops::elementwise;
+use crate::rng::Rng;
 use crate::tensor::Tensor;
 use crate::weights::{save_safetensors, write_atomic, HostTensor, WeightFile};
 
@@ -56,6 +58,8 @@ pub const LOGIT_SCALE_INIT: f32 = 2.659_26;
 /// ln 100: logits are never scaled by more than 100.
 pub const LOGIT_SCALE_MAX: f32 = 2.0 * std::f32::consts::LN_10;
 pub const LOGIT_SCALE: &str = "logit_scale";
+/// Keeps the hard negatives' draws apart from every other stream of the run's seed.
+const NEGATIVES_STREAM: u64 = 0x6e65_6761_7469_7665;
 
 /// The default in-house CLIP: 64 px images in 8 px patches, 4 + 4 layers of width 128, and a
 /// 32-token context (the synthetic captions are at most ~25 tokens).
@@ -91,24 +95,32 @@ pub struct StepOutput {
 /// The symmetric contrastive loss of `pixels` [B, 3, S, S] (CLIP-normalised) against the
 /// captions `ids` (row i describes image i), with gradients for every CLIP tensor and for
 /// `logit_scale` ([1]).
-pub fn contrastive_grads(clip: &Clip, logit_scale: &Tensor, pixels: &Tensor, ids: &[Vec<u32>]) -> Result<StepOutput> {
+///
+/// `negatives` (K ≥ 0 more captions, `hard_negatives`) are texts no image in the batch should
+/// match: they widen each image's row to B + K columns (image → text), while each caption's
+/// column still ranges over the B images (text → image), as in NegCLIP. K = 0 is CLIP's loss.
+pub fn contrastive_grads(clip: &Clip, logit_scale: &Tensor, pixels: &Tensor, ids: &[Vec<u32>], negatives: &[Vec<u32>]) -> Result<StepOutput> {
     let b = ids.len();
     if b == 0 || pixels.shape().first() != Some(&b) {
         return Err(Error::shape("clip contrastive loss", format!("{} captions for pixels {:?}", b, pixels.shape())));
     }
+    let n = b + negatives.len();
     let gpu = &clip.gpu;
     let tape = Tape::new(gpu);
     let tv = TrainVars::new();
     let w = Weights::Trained(&tv);
     let img = clip.encode_image_with(w, &tape, &tape.constant(pixels.clone()), &[])?.embedding;
-    let txt = clip.encode_text_with(w, &tape, ids)?.sent_emb;
+    let texts: Vec<Vec<u32>> = ids.iter().chain(negatives).cloned().collect();
+    let txt = clip.encode_text_with(w, &tape, &texts)?.sent_emb;
     let scale_var = tape.var(logit_scale.clone());
     let sims = tape.matmul(&tape.l2_normalize(&img)?, &tape.l2_normalize(&txt)?, false, true)?;
     let scale = tape.reshape(&tape.exp(&scale_var)?, &[1, 1])?;
+    // [B, B + K]: image i against its caption (column i), the others, then the negatives.
     let logits = tape.mul_b(&sims, &scale)?;
-    let targets = targets_tensor(gpu, &(0..b as u32).collect::<Vec<_>>(), b)?;
+    let targets = targets_tensor(gpu, &(0..b as u32).collect::<Vec<_>>(), n)?;
     let ce_i = tape.mean(&tape.cross_entropy(&logits, &targets)?, &[0], false)?;
-    let ce_t = tape.mean(&tape.cross_entropy(&tape.permute(&logits, &[1, 0])?, &targets)?, &[0], false)?;
+    let captions = if negatives.is_empty() { logits.clone() } else { tape.slice(&logits, 1, 0, b)? };
+    let ce_t = tape.mean(&tape.cross_entropy(&tape.permute(&captions, &[1, 0])?, &targets)?, &[0], false)?;
     let loss = tape.activation(&tape.add(&ce_i, &ce_t)?, elementwise::Activation::Scale(0.5, 0.0))?;
     let loss_value = loss.value().to_vec()?[0];
     let l = logits.value().to_vec()?;
@@ -117,8 +129,8 @@ pub fn contrastive_grads(clip: &Clip, logit_scale: &Tensor, pixels: &Tensor, ids
     let g = grads.take(&scale_var).ok_or_else(|| Error::Other("logit_scale received no gradient".into()))?;
     named.insert(LOGIT_SCALE.into(), g);
     let argmax = |it: &mut dyn Iterator<Item = f32>| it.enumerate().fold((0, f32::NEG_INFINITY), |m, (i, v)| if v > m.1 { (i, v) } else { m }).0;
-    let i2t = (0..b).filter(|&i| argmax(&mut (0..b).map(|j| l[i * b + j])) == i).count();
-    let t2i = (0..b).filter(|&j| argmax(&mut (0..b).map(|i| l[i * b + j])) == j).count();
+    let i2t = (0..b).filter(|&i| argmax(&mut (0..n).map(|j| l[i * n + j])) == i).count();
+    let t2i = (0..b).filter(|&j| argmax(&mut (0..b).map(|i| l[i * n + j])) == j).count();
     Ok(StepOutput { loss: loss_value, acc_i2t: i2t as f32 / b as f32, acc_t2i: t2i as f32 / b as f32, grads: named })
 }
 
@@ -166,8 +178,8 @@ impl ClipTrainer {
 
     /// Forward, backward, Adam, then the clamp of `logit_scale` to [0, ln 100]. Checks the loss
     /// and gradients before the update (NaN/Inf leaves the weights as they were).
-    pub fn step(&mut self, pixels: &Tensor, ids: &[Vec<u32>], lr: f32) -> Result<StepOutput> {
-        let out = contrastive_grads(&self.clip, &self.logit_scale, pixels, ids)?;
+    pub fn step(&mut self, pixels: &Tensor, ids: &[Vec<u32>], negatives: &[Vec<u32>], lr: f32) -> Result<StepOutput> {
+        let out = contrastive_grads(&self.clip, &self.logit_scale, pixels, ids, negatives)?;
         if !out.loss.is_finite() {
             return Err(Error::Other(format!("the contrastive loss is {}", out.loss)));
         }
@@ -249,6 +261,10 @@ pub struct ClipRunConfig {
     /// Random horizontal flips (off by default: captions may say left or right).
     #[serde(default)]
     pub flip: bool,
+    /// Each caption's contrast (`hard_negatives`) joins its batch as a negative text. Off in
+    /// runs made before the option.
+    #[serde(default)]
+    pub hard_negatives: bool,
     #[serde(default)]
     pub ratlip_version: String,
 }
@@ -267,6 +283,7 @@ impl ClipRunConfig {
             workers: 2,
             holdout: 200,
             flip: false,
+            hard_negatives: false,
             ratlip_version: env!("CARGO_PKG_VERSION").into(),
         }
     }
@@ -436,18 +453,30 @@ impl ClipRun {
         &self.captions.truncated
     }
 
-    /// One step: batch (one random caption of each image), contrastive loss, Adam, metrics line.
+    /// One step: batch (one random caption of each image, and with `hard_negatives` each
+    /// caption's contrast), contrastive loss, Adam, metrics line.
     pub fn step(&mut self) -> Result<ClipStepReport> {
         let t0 = Instant::now();
         let (b, s) = (self.config.batch, self.config.clip.vision.image_size);
         let samples = self.loader.next_batch(b)?;
         let ids: Vec<Vec<u32>> = samples.iter().map(|x| self.captions.ids(&x.caption)).collect::<Result<_>>()?;
+        let step = self.step + 1;
+        let mut negatives = Vec::new();
+        if self.config.hard_negatives {
+            // Which attribute each caption flips: a pure function of (seed, step, row), so a
+            // resumed run flips the same ones.
+            let mut pick = Rng::stream(self.config.seed ^ NEGATIVES_STREAM, step);
+            for x in &samples {
+                if let Some(c) = hard_negatives::contrast(&x.caption, pick.next_u64()) {
+                    negatives.push(self.captions.ids(&c)?);
+                }
+            }
+        }
         let mut pixels: Vec<f32> = samples.iter().flat_map(|x| x.pixels.iter().copied()).collect();
         normalise_pixels(&mut pixels, s);
         let gpu = self.trainer.clip.gpu.clone();
         let pixels = Tensor::from_slice(&gpu, &[b, 3, s, s], &pixels)?;
-        let step = self.step + 1;
-        let out = self.trainer.step(&pixels, &ids, self.config.lr).map_err(|e| {
+        let out = self.trainer.step(&pixels, &ids, &negatives, self.config.lr).map_err(|e| {
             let good = self.last_checkpoint.as_ref().map_or("none yet".to_string(), |(_, p)| p.display().to_string());
             Error::Other(format!("step {step}: {e}; the run stopped without saving this step (last good checkpoint: {good})"))
         })?;
@@ -468,6 +497,7 @@ impl ClipRun {
         let line = serde_json::json!({
             "step": r.step, "loss": r.loss, "logit_scale": r.scale.ln(), "scale": r.scale, "acc_i2t": r.acc_i2t, "acc_t2i": r.acc_t2i,
             "images_per_s": r.images_per_s, "step_s": r.step_s, "wall_s": r.wall_s, "epoch": r.epoch, "lr": self.config.lr,
+            "negatives": negatives.len(),
         });
         let path = self.dir.join("metrics.jsonl");
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io(&path, e))?;

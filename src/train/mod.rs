@@ -11,12 +11,14 @@
 //!   the caption-embedding cache;
 //! - [`run`]: a run folder: config, metrics, samples, checkpoints, bit-exact resume.
 //! - [`clip`]: contrastive training of an in-house CLIP (`ratlip train-clip`), its run folder;
+//!   [`hard_negatives`]: captions said the other way round, as extra negatives for it;
 //!   [`zero_shot`]: its zero-shot attribute accuracy on synthetic images.
 
 pub mod adam;
 pub mod checkpoints;
 pub mod clip;
 pub mod data;
+pub mod hard_negatives;
 pub mod objective;
 pub mod run;
 pub mod zero_shot;

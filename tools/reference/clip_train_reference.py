@@ -17,6 +17,8 @@ logit_scale = ln(1/0.07).  float32, one thread, deterministic.
 Writes:
   clip.safetensors   the CLIP before the step: OpenAI names + logit_scale, metadata clip_config
                      (what `ratlip train-clip` checkpoints look like; `Clip::load` reads it)
+  negatives.safetensors  negatives [4,8] (ids as f32; the batch is step.safetensors' pixels and
+                     ids), loss / acc_i2t / acc_t2i [1] and grad.<name> of NegCLIP's loss with them
   step.safetensors   pixels [B,3,8,8] (already CLIP-normalised), ids [B,8] (as f32), loss [1],
                      acc_i2t / acc_t2i [1], grad.<name> (of step 1's loss, in_proj whole),
                      loss2 [1] (step 2's loss, after the first update), after.<name> (after both
@@ -56,15 +58,29 @@ def encode_image(clip, x):
     return vis.ln_post(x[:, 0, :]) @ vis.proj
 
 
-def loss_of(clip, pixels, ids):
+def loss_of(clip, pixels, ids, negatives=None):
+    """CLIP's loss; with `negatives` (K more captions) NegCLIP's: image -> text over the B
+    captions and the K negatives, text -> image over the B images for the B captions only."""
+    b = len(ids)
+    texts = ids if negatives is None else torch.cat([ids, negatives])
     img = F.normalize(encode_image(clip, pixels), dim=-1)
-    txt = F.normalize(clip.encode_text(ids)[0], dim=-1)
+    txt = F.normalize(clip.encode_text(texts)[0], dim=-1)
     logits = clip.logit_scale.exp() * img @ txt.t()
-    t = torch.arange(len(ids))
-    loss = (F.cross_entropy(logits, t) + F.cross_entropy(logits.t(), t)) / 2
+    t = torch.arange(b)
+    loss = (F.cross_entropy(logits, t) + F.cross_entropy(logits[:, :b].t(), t)) / 2
     acc_i2t = (logits.argmax(1) == t).float().mean()
-    acc_t2i = (logits.argmax(0) == t).float().mean()
+    acc_t2i = (logits[:, :b].argmax(0) == t).float().mean()
     return loss, acc_i2t, acc_t2i
+
+
+def random_ids(n, ctx, vocab):
+    ids = torch.zeros(n, ctx, dtype=torch.long)
+    for i in range(n):
+        k = 2 + i % 5  # tokens before EOT, 2..6
+        ids[i, 0] = vocab - 2  # BOS-like
+        ids[i, 1:k] = torch.randint(1, vocab - 2, (k - 1,))
+        ids[i, k] = vocab - 1  # EOT: the largest id
+    return ids
 
 
 def main():
@@ -91,12 +107,24 @@ def main():
 
     pixels = torch.randn(B, 3, 8, 8)
     ctx, vocab = CFG["text"]["context_length"], CFG["text"]["vocab_size"]
-    ids = torch.zeros(B, ctx, dtype=torch.long)
-    for i in range(B):
-        n = 2 + i % 5  # tokens before EOT, 2..6
-        ids[i, 0] = vocab - 2  # BOS-like
-        ids[i, 1:n] = torch.randint(1, vocab - 2, (n - 1,))
-        ids[i, n] = vocab - 1  # EOT: the largest id
+    ids = random_ids(B, ctx, vocab)
+    # Hard negatives (after every draw above, so the plain step's fixture stays as it was): K = 4
+    # captions that no image matches, each one of the batch's captions with one token changed.
+    negatives = ids[[0, 2, 3, 5]].clone()
+    for r in range(len(negatives)):
+        negatives[r, 1] = (negatives[r, 1] % (vocab - 3)) + 1
+    neg = {"negatives": negatives.float()}
+    clip.zero_grad()
+    loss_n, ai_n, at_n = loss_of(clip, pixels, ids, negatives)
+    loss_n.backward()
+    neg["loss"] = loss_n.detach().reshape(1)
+    neg["acc_i2t"] = ai_n.reshape(1)
+    neg["acc_t2i"] = at_n.reshape(1)
+    for name, p in clip.named_parameters():
+        neg["grad." + name] = p.grad.detach().clone().reshape(p.shape)
+    clip.zero_grad()
+    neg = {k: v.float().contiguous() for k, v in neg.items()}
+    save_file(neg, os.path.join(out, "negatives.safetensors"), {})
     opt = torch.optim.Adam(clip.parameters(), lr=LR, betas=(0.9, 0.98), eps=1e-6)
 
     rec = {"pixels": pixels, "ids": ids.float()}
