@@ -73,6 +73,17 @@ def loss_of(clip, pixels, ids, negatives=None):
     return loss, acc_i2t, acc_t2i
 
 
+def gradients(clip, pixels, ids, negatives=None):
+    """loss, acc_i2t, acc_t2i and grad.<name> of one loss; the gradients stay in .grad."""
+    clip.zero_grad()
+    loss, acc_i2t, acc_t2i = loss_of(clip, pixels, ids, negatives)
+    loss.backward()
+    rec = {"loss": loss.detach().reshape(1), "acc_i2t": acc_i2t.reshape(1), "acc_t2i": acc_t2i.reshape(1)}
+    for name, p in clip.named_parameters():
+        rec["grad." + name] = p.grad.detach().clone().reshape(p.shape)
+    return rec
+
+
 def random_ids(n, ctx, vocab):
     ids = torch.zeros(n, ctx, dtype=torch.long)
     for i in range(n):
@@ -113,29 +124,14 @@ def main():
     negatives = ids[[0, 2, 3, 5]].clone()
     for r in range(len(negatives)):
         negatives[r, 1] = (negatives[r, 1] % (vocab - 3)) + 1
-    neg = {"negatives": negatives.float()}
-    clip.zero_grad()
-    loss_n, ai_n, at_n = loss_of(clip, pixels, ids, negatives)
-    loss_n.backward()
-    neg["loss"] = loss_n.detach().reshape(1)
-    neg["acc_i2t"] = ai_n.reshape(1)
-    neg["acc_t2i"] = at_n.reshape(1)
-    for name, p in clip.named_parameters():
-        neg["grad." + name] = p.grad.detach().clone().reshape(p.shape)
-    clip.zero_grad()
+    neg = {"negatives": negatives.float(), **gradients(clip, pixels, ids, negatives)}
     neg = {k: v.float().contiguous() for k, v in neg.items()}
     save_file(neg, os.path.join(out, "negatives.safetensors"), {})
     opt = torch.optim.Adam(clip.parameters(), lr=LR, betas=(0.9, 0.98), eps=1e-6)
 
-    rec = {"pixels": pixels, "ids": ids.float()}
-    loss, a_i, a_t = loss_of(clip, pixels, ids)
-    opt.zero_grad()
-    loss.backward()
-    rec["loss"] = loss.detach().reshape(1)
-    rec["acc_i2t"] = a_i.reshape(1)
-    rec["acc_t2i"] = a_t.reshape(1)
-    for name, p in clip.named_parameters():
-        rec["grad." + name] = p.grad.detach().clone().reshape(p.shape)
+    rec = {"pixels": pixels, "ids": ids.float(), **gradients(clip, pixels, ids)}
+    loss = rec["loss"]
+    a_i, a_t = rec["acc_i2t"], rec["acc_t2i"]
     opt.step()
     with torch.no_grad():
         clip.logit_scale.clamp_(0, math.log(100))
