@@ -232,6 +232,22 @@ fn a_short_run_learns_and_writes_its_files() {
     for a in report.attributes.values() {
         assert!(a.n > 0 && a.n <= 8 && (0.0..=1.0).contains(&a.accuracy));
     }
+    // Own caption vs its contrast: one pair per (held-out caption, attribute it can reverse).
+    let mut want: BTreeMap<String, usize> = BTreeMap::new();
+    for item in &run.holdout.items {
+        for c in &item.captions {
+            for f in ratlip::train::hard_negatives::flippable(c) {
+                *want.entry(format!("{f:?}")).or_default() += 1;
+            }
+        }
+    }
+    assert!(want.contains_key("Mood") && want.contains_key("Glasses"), "{want:?}");
+    assert_eq!(report.contrasts.iter().map(|(k, c)| (k.clone(), c.n)).collect::<BTreeMap<_, _>>(), want);
+    for c in report.contrasts.values() {
+        assert_eq!(c.by_truth.values().map(|t| t.0).sum::<usize>(), c.n);
+        let right: f64 = c.by_truth.values().map(|t| t.0 as f64 * t.1).sum();
+        assert!((right / c.n as f64 - c.accuracy).abs() < 1e-9 && (0.0..=1.0).contains(&c.balanced));
+    }
     // The checkpoint is a CLIP file the rest of ratlip reads.
     let clip = Clip::load(&g, &out.join("checkpoints/step_000016.safetensors")).unwrap();
     assert_eq!(clip.config, run.config.clip);

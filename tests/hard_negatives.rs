@@ -47,37 +47,47 @@ fn flipped(s: Said, f: Flip) -> Said {
 #[test]
 fn known_answers() {
     let cases = [
-        ("a smiling young woman with long red hair and glasses", Flip::Mood, "a frowning young woman with long red hair and glasses"),
-        ("a smiling young woman with long red hair and glasses", Flip::Glasses, "a smiling young woman with long red hair and no glasses"),
-        ("She is young, red hair, no glasses", Flip::Glasses, "She is young, red hair, wearing glasses"),
-        ("He is old, bald, wearing spectacles", Flip::Glasses, "He is old, bald, wearing no spectacles"),
-        ("a man without glasses", Flip::Glasses, "a man with glasses"),
-        ("this man is old and sad, with a thick beard, glasses on", Flip::Beard, "this man is old and sad, with no beard, glasses on"),
-        ("this man is old and sad, with a thick beard, glasses on", Flip::Glasses, "this man is old and sad, with a thick beard, no glasses on"),
-        ("a young clean-shaven man looking unhappy", Flip::Beard, "a young bearded man looking unhappy"),
-        ("a young clean-shaven man looking unhappy", Flip::Mood, "a young clean-shaven man looking happy"),
-        ("Happy old lady", Flip::Mood, "Sad old lady"),
+        ("a smiling young woman with long red hair and glasses", Flip::Mood, Some("a frowning young woman with long red hair and glasses")),
+        // The renderer names no glasses there when there are none: no faithful contrast.
+        ("a smiling young woman with long red hair and glasses", Flip::Glasses, None),
+        ("She is young, red hair, no glasses", Flip::Glasses, Some("She is young, red hair, wearing glasses")),
+        ("He is old, bald, wearing spectacles", Flip::Glasses, Some("He is old, bald, no glasses")),
+        ("a man without glasses", Flip::Glasses, Some("a man wearing glasses")),
+        ("this man is old and sad, with a thick beard, glasses on", Flip::Beard, None),
+        ("this man is old and sad, with a thick beard, glasses on", Flip::Glasses, None),
+        ("this man is old and sad, with a thick beard, glasses on", Flip::Mood, Some("this man is old and happy, with a thick beard, glasses on")),
+        ("a young clean-shaven man looking unhappy", Flip::Beard, Some("a young bearded man looking unhappy")),
+        ("a young clean-shaven man looking unhappy", Flip::Mood, Some("a young clean-shaven man looking happy")),
+        ("Happy old lady", Flip::Mood, Some("Sad old lady")),
+        ("an unhappy elderly man", Flip::Mood, Some("a happy elderly man")),
+        ("A happy man", Flip::Mood, Some("A sad man")),
     ];
     for (caption, f, want) in cases {
-        assert_eq!(contrast_of(caption, f).as_deref(), Some(want), "{f:?} of {caption:?}");
+        assert_eq!(contrast_of(caption, f).as_deref(), want, "{f:?} of {caption:?}");
     }
     assert_eq!(contrast_of("a young man with brown hair", Flip::Glasses), None);
     assert_eq!(flippable("this bird has a red crown and a short beak"), vec![]);
     assert_eq!(contrast("this bird has a red crown and a short beak", 7), None);
-    assert_eq!(flippable("a happy man with glasses and a beard"), vec![Flip::Mood, Flip::Glasses, Flip::Beard]);
+    assert_eq!(flippable("a happy bearded man, wearing glasses"), vec![Flip::Mood, Flip::Glasses, Flip::Beard]);
+    assert_eq!(flippable("a man with glasses and a beard"), vec![]);
     // `pick` chooses among what the caption names, modulo their number.
-    assert_eq!(contrast("a happy man with glasses", 1), contrast_of("a happy man with glasses", Flip::Glasses));
-    assert_eq!(contrast("a happy man with glasses", 2), contrast_of("a happy man with glasses", Flip::Mood));
+    assert_eq!(contrast("a happy man, wearing glasses", 1), contrast_of("a happy man, wearing glasses", Flip::Glasses));
+    assert_eq!(contrast("a happy man, wearing glasses", 2), contrast_of("a happy man, wearing glasses", Flip::Mood));
 }
 
-/// Every caption of 300 rendered faces: the reader agrees with the renderer's attributes; each
-/// contrast reads as the caption with exactly that attribute reversed; contrasting twice reads
-/// as the caption again.
+fn words(caption: &str) -> Vec<String> {
+    caption.split(|c: char| !(c.is_alphanumeric() || c == '-')).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
+}
+
+/// Every caption of 1000 rendered faces: the reader agrees with the renderer's attributes; each
+/// contrast reads as the caption with exactly that attribute reversed, contrasting twice reads
+/// as the caption again, and every pair of neighbouring words in a contrast also occurs in some
+/// real caption (a contrast worded as no caption is could be spotted without the image).
 #[test]
 fn every_faces_caption_contrasts_in_one_attribute() {
     let dir = std::env::temp_dir().join(format!("ratlip_hard_negatives_{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    synth::write_dataset(&Options { kind: Kind::Faces, count: 300, size: 16, seed: 3, out: dir.clone(), threads: 2 }, &|_| {}).unwrap();
+    synth::write_dataset(&Options { kind: Kind::Faces, count: 1000, size: 16, seed: 3, out: dir.clone(), threads: 2 }, &|_| {}).unwrap();
     let attrs: BTreeMap<String, serde_json::Value> = std::fs::read_to_string(dir.join("attributes.jsonl"))
         .unwrap()
         .lines()
@@ -85,6 +95,11 @@ fn every_faces_caption_contrasts_in_one_attribute() {
         .map(|v| (Path::new(v["file"].as_str().unwrap()).file_stem().unwrap().to_string_lossy().into_owned(), v))
         .collect();
     let data = Dataset::open(&dir).unwrap();
+    let pairs_of = |c: &str| -> Vec<(String, String)> {
+        let w = words(c);
+        w.windows(2).map(|p| (p[0].clone(), p[1].clone())).collect()
+    };
+    let real: std::collections::BTreeSet<(String, String)> = data.items.iter().flat_map(|i| i.captions.iter().flat_map(|c| pairs_of(c))).collect();
     let (mut captions, mut with_contrast, mut per_flip) = (0, 0, BTreeMap::new());
     for item in &data.items {
         let a = &attrs[&item.key];
@@ -102,6 +117,9 @@ fn every_faces_caption_contrasts_in_one_attribute() {
                 assert_ne!(&n, c);
                 assert_eq!(read(&n), flipped(said, f), "{f:?}: {c:?} → {n:?}");
                 assert_eq!(read(&contrast_of(&n, f).unwrap()), said, "{f:?} twice: {c:?} → {n:?}");
+                for p in pairs_of(&n) {
+                    assert!(real.contains(&p), "{f:?}: {c:?} → {n:?}: no caption says {:?}", format!("{} {}", p.0, p.1));
+                }
                 *per_flip.entry(format!("{f:?}")).or_insert(0) += 1;
             }
         }

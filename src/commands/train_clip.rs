@@ -181,4 +181,12 @@ pub fn print_report(r: &Report) {
         println!("  {:<12} {:>5} {:>9.3} {:>7.3} {:>9.3}", name, a.n, a.accuracy, a.chance, a.majority);
     }
     println!("  {:<12} {:>5} {:>9.3} {:>7.3} {:>9.3}", "mean", "", r.mean_accuracy, r.mean_chance, r.mean_majority);
+    if !r.contrasts.is_empty() {
+        println!("own caption over its contrast (the same caption with one attribute reversed; chance 0.5):");
+        println!("  {:<12} {:>5} {:>9} {:>9}  by the image's truth", "reversed", "pairs", "accuracy", "balanced");
+        for (name, c) in &r.contrasts {
+            let by: Vec<String> = c.by_truth.iter().map(|(t, (n, a))| format!("{t} {a:.3} ({n})")).collect();
+            println!("  {:<12} {:>5} {:>9.3} {:>9.3}  {}", name.to_lowercase(), c.n, c.accuracy, c.balanced, by.join(", "));
+        }
+    }
 }

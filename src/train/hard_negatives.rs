@@ -10,7 +10,8 @@
 //! them.
 //!
 //! The rewrites know the synthetic faces' vocabulary (`data::synth::faces::captions`): mood
-//! words, glasses and beards. A caption that names none of them has no contrast, so on other
+//! words, glasses and beards, each only where the renderer's own captions use both values in
+//! the same place. A caption that names none of them that way has no contrast, so on other
 //! data the option adds nothing.
 
 /// Which attribute a contrast flips.
@@ -54,60 +55,67 @@ fn lower(w: &str) -> String {
     w.to_lowercase()
 }
 
-/// The attributes `caption` names that a contrast could flip.
+/// Index of the word before piece `i` (skipping separators), if any.
+fn prev(words: &[String], i: usize) -> Option<usize> {
+    (0..i).rev().find(|&j| words[j].chars().next().is_some_and(|c| c.is_alphanumeric() || c == '-'))
+}
+
+/// A glasses word in a slot the renderer also fills with the other value: "wearing glasses"
+/// ↔ "no glasses" / "without glasses". Elsewhere ("with red hair and glasses", "glasses on")
+/// the renderer says nothing when there are none, so there is no faithful contrast.
+fn glasses_slot(words: &[String], i: usize) -> Option<usize> {
+    if !GLASSES.contains(&lower(&words[i]).as_str()) {
+        return None;
+    }
+    prev(words, i).filter(|&j| matches!(lower(&words[j]).as_str(), "wearing" | "no" | "without"))
+}
+
+/// The attributes `caption` names in a way a contrast can reverse.
 pub fn flippable(caption: &str) -> Vec<Flip> {
-    let words: Vec<String> = pieces(caption).into_iter().filter(|p| p.0).map(|p| lower(&p.1)).collect();
+    let words: Vec<String> = pieces(caption).into_iter().map(|p| p.1).collect();
     let has = |f: Flip| {
-        words.iter().any(|w| match f {
-            Flip::Mood => MOOD.iter().any(|m| m.0 == w),
-            Flip::Glasses => GLASSES.contains(&w.as_str()),
-            Flip::Beard => w == "beard" || w == "bearded" || w == "clean-shaven",
+        (0..words.len()).any(|i| {
+            let w = lower(&words[i]);
+            match f {
+                Flip::Mood => MOOD.iter().any(|m| m.0 == w),
+                Flip::Glasses => glasses_slot(&words, i).is_some(),
+                Flip::Beard => w == "bearded" || w == "clean-shaven",
+            }
         })
     };
     FLIPS.into_iter().filter(|&f| has(f)).collect()
 }
 
 /// `caption` with `flip` said the other way round (every mention of it), or None when the
-/// caption does not name it.
+/// caption does not name it where a contrast can reverse it. Every rewrite gives wording the
+/// renderer itself uses for the other value in the same place: a contrast phrased as no
+/// caption ever is ("wearing no glasses") could be told from captions by its wording alone,
+/// and CLIP would learn that instead of looking (measured: docs/evaluation.md).
 pub fn contrast_of(caption: &str, flip: Flip) -> Option<String> {
     let mut words: Vec<String> = pieces(caption).into_iter().map(|p| p.1).collect();
-    let is_word = |s: &str| s.chars().next().is_some_and(|c| c.is_alphanumeric() || c == '-');
-    // Index of the word before piece i (skipping separators), if any.
-    let prev = |words: &[String], i: usize| (0..i).rev().find(|&j| is_word(&words[j]));
     let mut changed = false;
-    let mut i = 0;
-    while i < words.len() {
+    for i in 0..words.len() {
         let w = lower(&words[i]);
         match flip {
             Flip::Mood => {
                 if let Some(m) = MOOD.iter().find(|m| m.0 == w) {
                     words[i] = same_case(&words[i], m.1);
+                    // "an unhappy man" → "a happy man", as the renderer writes it.
+                    if let Some(j) = prev(&words, i).filter(|&j| matches!(lower(&words[j]).as_str(), "a" | "an")) {
+                        let vowel = m.1.starts_with(['a', 'e', 'i', 'o', 'u']);
+                        words[j] = same_case(&words[j], if vowel { "an" } else { "a" });
+                    }
                     changed = true;
                 }
             }
-            Flip::Glasses if GLASSES.contains(&w.as_str()) => {
-                changed = true;
-                match prev(&words, i).map(|j| (j, lower(&words[j]))) {
-                    Some((j, p)) if p == "no" => {
-                        let before = prev(&words, j).map(|k| lower(&words[k]));
-                        let on = words.get(i + 2).is_some_and(|w| lower(w) == "on");
-                        if matches!(before.as_deref(), Some("wearing" | "wears" | "and")) || on {
-                            // Undoes the "no" below: "wearing no glasses" → "wearing glasses".
-                            words[j].clear();
-                            words[j + 1].clear();
-                        } else {
-                            // A list item: "bald, no glasses" → "bald, wearing glasses".
-                            words[j] = same_case(&words[j], "wearing");
-                        }
-                    }
-                    Some((j, p)) if p == "without" => words[j] = same_case(&words[j], "with"),
-                    Some((j, p)) if p == "with" => words[j] = same_case(&words[j], "without"),
-                    // "wearing glasses" → "wearing no glasses", "and spectacles" → "and no
-                    // spectacles", ", glasses on" → ", no glasses on".
-                    _ => {
-                        let first = same_case(&words[i], "no");
-                        words[i] = format!("{first} {}", lower(&words[i]));
-                    }
+            Flip::Glasses => {
+                if let Some(j) = glasses_slot(&words, i) {
+                    // "wearing spectacles" → "no glasses"; "no glasses", "without glasses" →
+                    // "wearing glasses".
+                    let to = if lower(&words[j]) == "wearing" { "no" } else { "wearing" };
+                    words[j] = same_case(&words[j], to);
+                    words[i] = "glasses".into();
+                    changed = true;
                 }
             }
             Flip::Beard if w == "bearded" => {
@@ -118,29 +126,8 @@ pub fn contrast_of(caption: &str, flip: Flip) -> Option<String> {
                 words[i] = same_case(&words[i], "bearded");
                 changed = true;
             }
-            Flip::Beard if w == "beard" && prev(&words, i).is_some_and(|j| lower(&words[j]) == "no") => {
-                let j = prev(&words, i).unwrap_or(i);
-                words[j] = same_case(&words[j], "a");
-                changed = true;
-            }
-            Flip::Beard if w == "beard" => {
-                // "a beard", "a full beard", "a thick beard" → "no beard".
-                let mut start = i;
-                while let Some(j) = prev(&words, start) {
-                    if matches!(lower(&words[j]).as_str(), "full" | "thick" | "a") {
-                        start = j;
-                    } else {
-                        break;
-                    }
-                }
-                let first = same_case(&words[start], "no");
-                words.splice(start..=i, [format!("{first} beard")]);
-                i = start;
-                changed = true;
-            }
-            _ => {}
+            Flip::Beard => {}
         }
-        i += 1;
     }
     changed.then(|| words.concat())
 }

@@ -3,6 +3,9 @@
 //! prediction is the class whose prompt embedding is most similar to the image's, scored
 //! against the truth, next to chance (1/classes) and the majority-class rate.
 //!
+//! Also, per attribute a caption can contrast (`hard_negatives`), how often the image prefers
+//! its own caption to the contrast.
+//!
 //! The classes mirror src/data/synth/{faces,shapes}.rs; a truth value outside them is an
 //! error naming it, so the two cannot drift apart silently.
 
@@ -11,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::hard_negatives::{self, Flip};
 use crate::clip::model::Clip;
 use crate::clip::preprocess::{MEAN, STD};
 use crate::error::{Error, Result};
@@ -113,12 +117,31 @@ pub struct AttributeScore {
     pub confusion: Vec<Vec<usize>>,
 }
 
+/// How often an image scores one of its own captions above that caption's contrast (the same
+/// sentence with one attribute said the other way round, `hard_negatives`): the distinction
+/// `train-clip --hard-negatives` trains, and the one the GAN's cosine term needs. Chance 0.5.
+#[derive(Clone, Debug, Serialize)]
+pub struct ContrastScore {
+    /// (image, caption) pairs whose caption names the attribute.
+    pub n: usize,
+    pub accuracy: f64,
+    /// The same, split by the image's true value of the attribute (attributes.jsonl: e.g.
+    /// glasses "true" / "false"), and their mean. A CLIP that tells the contrast from the
+    /// caption by wording alone (some contrasts are phrased as no caption is, "wearing no
+    /// glasses") can score well on one side only; reading the image scores on both.
+    pub by_truth: BTreeMap<String, (usize, f64)>,
+    pub balanced: f64,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub kind: String,
     pub data: PathBuf,
     pub images: usize,
     pub attributes: BTreeMap<String, AttributeScore>,
+    /// By flipped attribute ("Mood", "Glasses", "Beard"), over every caption of every image
+    /// (the caption files beside the images); empty when no caption names one.
+    pub contrasts: BTreeMap<String, ContrastScore>,
     /// Means over the attributes.
     pub mean_accuracy: f64,
     pub mean_chance: f64,
@@ -239,11 +262,13 @@ pub fn evaluate_with(clip: &Clip, data: &Path, only: Option<&[PathBuf]>, progres
             },
         );
     }
+    let contrasts = contrast_scores(clip, &lines, &img_emb)?;
     let m = attributes.len().max(1) as f64;
     Ok(Report {
         kind,
         data: data.to_path_buf(),
         images: lines.len(),
+        contrasts,
         mean_accuracy: attributes.values().map(|a| a.accuracy).sum::<f64>() / m,
         mean_chance: attributes.values().map(|a| a.chance).sum::<f64>() / m,
         mean_majority: attributes.values().map(|a| a.majority).sum::<f64>() / m,
@@ -253,4 +278,47 @@ pub fn evaluate_with(clip: &Clip, data: &Path, only: Option<&[PathBuf]>, progres
 
 pub fn evaluate(clip: &Clip, data: &Path, only: Option<&[PathBuf]>) -> Result<Report> {
     evaluate_with(clip, data, only, &mut |_, _| {})
+}
+
+/// [`ContrastScore`]s of the images in `lines` (embeddings `img_emb`, normalised), reading each
+/// image's captions from the `.txt` beside it (`ratlip dataset synth` writes one per line).
+fn contrast_scores(clip: &Clip, lines: &[(PathBuf, serde_json::Value)], img_emb: &[Vec<f32>]) -> Result<BTreeMap<String, ContrastScore>> {
+    // (image, flip, caption, contrast) for every caption and every attribute it names.
+    let mut pairs: Vec<(usize, String, String, String, String)> = Vec::new();
+    for (i, (image, v)) in lines.iter().enumerate() {
+        let path = image.with_extension("txt");
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        for caption in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            for f in hard_negatives::flippable(caption) {
+                let key = match f {
+                    Flip::Mood => "expression",
+                    Flip::Glasses => "glasses",
+                    Flip::Beard => "beard",
+                };
+                if let (Some(c), Some(truth)) = (hard_negatives::contrast_of(caption, f), field(v, key)) {
+                    pairs.push((i, format!("{f:?}"), truth, caption.to_string(), c));
+                }
+            }
+        }
+    }
+    let texts: Vec<String> = pairs.iter().flat_map(|p| [p.3.clone(), p.4.clone()]).collect();
+    let emb: Vec<Vec<f32>> = clip.embed_texts(&texts)?.iter().map(|r| normalised(r)).collect();
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    // flip → truth → (pairs, right)
+    let mut tally: BTreeMap<String, BTreeMap<String, (usize, usize)>> = BTreeMap::new();
+    for (k, (i, flip, truth, _, _)) in pairs.iter().enumerate() {
+        let right = dot(&img_emb[*i], &emb[2 * k]) > dot(&img_emb[*i], &emb[2 * k + 1]);
+        let t = tally.entry(flip.clone()).or_default().entry(truth.clone()).or_default();
+        t.0 += 1;
+        t.1 += usize::from(right);
+    }
+    Ok(tally
+        .into_iter()
+        .map(|(f, by)| {
+            let (n, ok) = by.values().fold((0, 0), |a, t| (a.0 + t.0, a.1 + t.1));
+            let by_truth: BTreeMap<String, (usize, f64)> = by.into_iter().map(|(t, (n, ok))| (t, (n, ok as f64 / n as f64))).collect();
+            let balanced = by_truth.values().map(|t| t.1).sum::<f64>() / by_truth.len() as f64;
+            (f, ContrastScore { n, accuracy: ok as f64 / n as f64, by_truth, balanced })
+        })
+        .collect())
 }
