@@ -32,6 +32,8 @@ EARLY_STEPS=${EARLY_STEPS:-400}
 GAN_BATCH=${GAN_BATCH:-8}
 DEFAULT_ARM=${DEFAULT_ARM:-galip}                # the arm shipped as assets/default.safetensors,
 DEFAULT_STEPS=${DEFAULT_STEPS:-2100}             # trained on (resumed) to this step
+HARD_NEGATIVES=${HARD_NEGATIVES:-}  # non-empty: CLIP A trains with `--hard-negatives` (not the shipped
+                                    # model's; the evaluator CLIP B never does). Use a fresh WORK_DIR.
 case $SIZE in 32) CLIP_A_CONFIG=clip_a32.json ;; 24) CLIP_A_CONFIG=clip_a.json ;;
   *) echo "SIZE must be 32 or 24" >&2; exit 2 ;; esac
 
@@ -40,13 +42,14 @@ synth() { [ -f "$2/dataset.json" ] || "$R" dataset synth --kind faces --size 32 
 synth 10000 "$W/faces32" 0        # training set; train-clip holds out its last 500
 synth 500 "$W/faces32_eval" 7     # evaluation set: a seed no model or CLIP saw
 
-clip() { # name config steps seed
-  if [ -f "$(step "$1" "$3")" ]; then return; fi
-  if [ -d "$W/$1" ]; then "$R" train-clip --resume "$W/$1" --steps "$3"
-  else "$R" train-clip --data "$W/faces32" --out "$W/$1" --config "$RECIPES/$2" --batch 64 --steps "$3" \
-         --seed "$4" --holdout 500 --checkpoint-every 100 --keep 2; fi
+clip() { # name config steps seed [extra args]
+  local name=$1 config=$2 steps=$3 seed=$4; shift 4
+  if [ -f "$(step "$name" "$steps")" ]; then return; fi
+  if [ -d "$W/$name" ]; then "$R" train-clip --resume "$W/$name" --steps "$steps"
+  else "$R" train-clip --data "$W/faces32" --out "$W/$name" --config "$RECIPES/$config" --batch 64 --steps "$steps" \
+         --seed "$seed" --holdout 500 --checkpoint-every 100 --keep 2 "$@"; fi
 }
-clip clip_a "$CLIP_A_CONFIG" "$CLIP_STEPS" 0
+clip clip_a "$CLIP_A_CONFIG" "$CLIP_STEPS" 0 ${HARD_NEGATIVES:+--hard-negatives}
 clip clip_b clip_b.json "$EVAL_CLIP_STEPS" 1
 CLIP_A=$(step clip_a "$CLIP_STEPS")
 CLIP_B=$(step clip_b "$EVAL_CLIP_STEPS")
