@@ -226,6 +226,10 @@ enum BenchWhat {
         /// tiny or released.
         #[arg(long, default_value = "tiny")]
         size: String,
+        /// A model config JSON instead of a preset (e.g. tools/recipes/galip_faces32.json, the
+        /// shipped model's): its arch and sizes.
+        #[arg(long, conflicts_with_all = ["arch", "size"])]
+        config: Option<PathBuf>,
         #[arg(long, default_value_t = 8)]
         batch: usize,
         /// Untimed steps first (pipelines compiled, pool filled, Adam state created).
@@ -348,9 +352,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let g = gpu()?;
             commands::model::bench(&g, model.as_deref(), &arch, &batch, reps)?;
         }
-        Command::Bench { what: BenchWhat::Train { arch, size, batch, warmup, reps, profile } } => {
+        Command::Bench { what: BenchWhat::Train { arch, size, config, batch, warmup, reps, profile } } => {
             let g = gpu()?;
-            commands::train::bench(&g, &arch, &size, batch, warmup, reps, profile)?;
+            commands::train::bench(&g, &arch, &size, config.as_deref(), batch, warmup, reps, profile)?;
         }
         Command::Bench { what: BenchWhat::Kernels { peak_gflops, reps } } => {
             let g = gpu()?;

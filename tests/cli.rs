@@ -134,3 +134,23 @@ fn bad_clip_files_are_clear_errors() {
     assert_eq!(code, 1);
     assert!(err.contains("truncated") && !err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn bench_train_times_a_config_file_and_names_a_bad_one() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let shipped = format!("{root}/tools/recipes/galip_faces32.json");
+    let (code, out, err) = ratlip(&["bench", "train", "--config", &shipped, "--batch", "2", "--warmup", "0", "--reps", "1"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("galip_faces32.json (32×32 px), batch 2") && out.contains("ms per step"), "{out}");
+
+    let dir = std::env::temp_dir().join(format!("ratlip_bench_cfg_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{\"arch\": \"galip\"").unwrap();
+    let (code, _, err) = ratlip(&["bench", "train", "--config", bad.to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("bad.json is not JSON") && !err.contains("panicked"), "{err}");
+    let (code, _, err) = ratlip(&["bench", "train", "--config", &shipped, "--arch", "galip"], &[]);
+    assert_eq!(code, 2, "--config and --arch together are refused: {err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

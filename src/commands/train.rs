@@ -96,14 +96,18 @@ pub(crate) fn install_ctrl_c() {
 }
 
 fn model_config(a: &TrainArgs) -> Result<ModelConfig> {
-    if let Some(p) = &a.config {
-        let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-        // Either a bare ModelConfig or `ratlip model info --json` output.
-        let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))?;
-        let obj = v.get("config").cloned().unwrap_or(v);
-        return Ok(ModelConfig::from_json(&obj.to_string()).with_context(|| format!("{}: not a model config", p.display()))?);
+    match &a.config {
+        Some(p) => read_model_config(p),
+        None => preset(&a.arch, &a.size),
     }
-    preset(&a.arch, &a.size)
+}
+
+/// A bare ModelConfig or `ratlip model info --json` output.
+fn read_model_config(p: &Path) -> Result<ModelConfig> {
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))?;
+    let obj = v.get("config").cloned().unwrap_or(v);
+    Ok(ModelConfig::from_json(&obj.to_string()).with_context(|| format!("{}: not a model config", p.display()))?)
 }
 
 fn preset(arch: &str, size: &str) -> Result<ModelConfig> {
@@ -116,10 +120,14 @@ fn preset(arch: &str, size: &str) -> Result<ModelConfig> {
 }
 
 /// `ratlip bench train`: one whole step at a preset, its parts, and what it asks of the device.
-pub fn bench(gpu: &Gpu, arch: &str, size: &str, batch: usize, warmup: usize, reps: usize, profile: bool) -> Result<()> {
-    let config = preset(arch, size)?;
+pub fn bench(gpu: &Gpu, arch: &str, size: &str, config_file: Option<&Path>, batch: usize, warmup: usize, reps: usize, profile: bool) -> Result<()> {
+    let (config, name) = match config_file {
+        Some(p) => (read_model_config(p)?, p.display().to_string()),
+        None => (preset(arch, size)?, format!("{arch} {size}")),
+    };
+    config.validate().with_context(|| format!("the model config {name}"))?;
     println!("adapter: {}", gpu.adapter_info().name);
-    println!("train step: {arch} {size} ({}×{} px), batch {batch}, {warmup} warm-up + {reps} timed steps", config.image_size, config.image_size);
+    println!("train step: {name} ({}×{} px), batch {batch}, {warmup} warm-up + {reps} timed steps", config.image_size, config.image_size);
     let t = ratlip::bench::train::step_timing(gpu, config, batch, warmup, reps, profile)?;
     println!(
         "{:.1} ms per step ({:.2} images/s): G + CLIP on the fake {:.1} ms, D step {:.1} ms, G step {:.1} ms; {:.0} dispatches, {:.0} submissions per step",
