@@ -425,6 +425,23 @@ fn a_gan_trains_on_an_in_house_clip() {
         assert_eq!(t.data, kept[name].data, "{name}: the GAN must keep the CLIP it was given, frozen");
     }
 
+    // A model file in place of a CLIP file: its CLIP is taken (how a new run reuses the
+    // shipped model's CLIP A).
+    let from_model = dir.join("run_from_model");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_ratlip"))
+        .args(["train", "--data", data.to_str().unwrap(), "--out", from_model.to_str().unwrap()])
+        .args(["--clip", run.join("checkpoints/step_000001.safetensors").to_str().unwrap()])
+        .args(["--arch", "galip", "--steps", "1", "--batch", "2", "--sample-every", "0"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let second = Model::load(&g, &from_model.join("checkpoints/step_000001.safetensors")).unwrap();
+    assert_eq!(second.config.arch, Arch::Galip);
+    let kept2 = second.clip.state_dict().unwrap();
+    for (name, t) in &ours {
+        assert_eq!(t.data, kept2[name].data, "{name}: the CLIP taken from a model file");
+    }
+
     // A CLIP with too few vision blocks for the tiny config's prompts: refused, saying why.
     let small = Clip::load(&g, &fixture().join("clip.safetensors")).unwrap();
     let small_path = dir.join("small_clip.safetensors");

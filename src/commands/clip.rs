@@ -27,6 +27,16 @@ pub fn load(gpu: &Gpu, path: &Path) -> Result<Clip> {
     Clip::load(gpu, path).with_context(|| format!("loading CLIP from {}", path.display()))
 }
 
+/// A CLIP file, or the CLIP inside a ratlip model file (its `clip.*` tensors): the shipped
+/// model's CLIP can judge another model or be the frozen CLIP of a new run. When neither
+/// reading works, the CLIP file's error is the one shown.
+pub fn load_or_from_model(gpu: &Gpu, path: &Path) -> Result<Clip> {
+    match load(gpu, path) {
+        Ok(c) => Ok(c),
+        Err(clip_err) => super::model::open(gpu, path).map(|m| m.clip).map_err(|_| clip_err),
+    }
+}
+
 fn sentence_embedding(clip: &Clip, ids: &[u32]) -> Result<Vec<f32>> {
     let tape = Tape::new(&clip.gpu);
     let out = clip.encode_text(&tape, &[ids.to_vec()])?;

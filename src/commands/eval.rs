@@ -45,11 +45,7 @@ pub fn eval(gpu: &Gpu, a: &EvalArgs) -> Result<()> {
     let t0 = Instant::now();
     let model_path = super::model::resolve_model(a.model.clone())?;
     let model = super::model::open(gpu, &model_path)?;
-    // A CLIP file, or a ratlip model file whose CLIP is the evaluator.
-    let evaluator = match super::clip::load(gpu, &a.evaluator) {
-        Ok(c) => c,
-        Err(clip_err) => super::model::open(gpu, &a.evaluator).map(|m| m.clip).map_err(|_| clip_err)?,
-    };
+    let evaluator = super::clip::load_or_from_model(gpu, &a.evaluator)?;
     let opts = Options { count: a.count, seed: a.seed, batch: a.batch, ..Options::default() };
     let examples = eval::load_examples(&a.data, a.count).with_context(|| format!("reading {}", a.data.display()))?;
     let reference = match &a.reference_stats {

@@ -29,8 +29,8 @@ pub struct TrainArgs {
     /// Start from this model file (it must hold NetD/NetC) instead of a fresh init.
     #[arg(long, value_name = "INIT.safetensors", conflicts_with = "resume")]
     model: Option<PathBuf>,
-    /// A fresh model's frozen CLIP from this file (e.g. a `ratlip train-clip` checkpoint):
-    /// its sizes replace the config's CLIP and cond_dim becomes its embed_dim.
+    /// A fresh model's frozen CLIP from this file (e.g. a `ratlip train-clip` checkpoint, or a
+    /// ratlip model file such as assets/default.safetensors, whose CLIP is taken): its sizes replace the config's CLIP and cond_dim becomes its embed_dim.
     #[arg(long, value_name = "CLIP.safetensors", conflicts_with_all = ["model", "resume"])]
     clip: Option<PathBuf>,
     /// A fresh ratlip/ratlip-release G with plain convs instead of ConvSA: the paper's ablation
@@ -176,7 +176,7 @@ pub fn train(gpu: &Gpu, a: &TrainArgs) -> Result<()> {
             }
             let clip = match &a.clip {
                 Some(p) => {
-                    let clip = super::clip::load(gpu, p)?;
+                    let clip = super::clip::load_or_from_model(gpu, p)?;
                     model_cfg.clip = clip.config.clone();
                     model_cfg.cond_dim = clip.config.embed_dim;
                     Some(clip)
