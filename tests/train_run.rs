@@ -252,7 +252,7 @@ fn resume_is_bit_exact_with(augment_shift: usize) {
 
 /// `sim_w` weighs L_G's cosine term: 0 leaves the adversarial term alone, the released 4 gives
 /// L_G = adv − 4·cos (both read from metrics.jsonl); a run folder written before the fields
-/// existed resumes with the released weight and no augmentation.
+/// existed resumes with the released weights (cosine and MA-GP) and no augmentation.
 #[test]
 fn sim_w_weighs_the_cosine_term() {
     let g = gpu();
@@ -275,9 +275,11 @@ fn sim_w_weighs_the_cosine_term() {
     let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&old).unwrap()).unwrap();
     v.as_object_mut().unwrap().remove("sim_w").expect("config.json records sim_w");
     v.as_object_mut().unwrap().remove("augment_shift").expect("config.json records augment_shift");
+    v.as_object_mut().unwrap().remove("magp_w").expect("config.json records magp_w");
     std::fs::write(&old, v.to_string()).unwrap();
     let resumed = Run::resume(&g, &dir.join("released")).unwrap();
     assert_eq!((resumed.config.sim_w, resumed.config.augment_shift), (ratlip::train::SIM_W, 0));
+    assert_eq!(resumed.config.magp_w, ratlip::train::MAGP_W);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -254,7 +254,7 @@ fn magp_central_difference_step_sweep() {
         let want = r.under("magp_grad.");
         let magp = r.scalar("loss.magp");
         for step in [1e1f32, 1.0, 1e-1, 1e-2, 1e-3] {
-            let gp = train::ma_gp(&model, feats.value(), &batch.sent_emb, step).unwrap();
+            let gp = train::ma_gp(&model, feats.value(), &batch.sent_emb, train::MAGP_W, step).unwrap();
             let worst = want
                 .iter()
                 .filter(|(n, _)| !n.contains("conv_s.bias"))
@@ -291,7 +291,7 @@ fn mismatched_captions_pair_image_i_with_caption_i_plus_1() {
     };
     let batch = Batch { images: b3(&si, &img3), sent_emb: b3(&[2, ns], &sent3), noise: b3(&[2, nz], &noise3), shifts: None };
     let fake = train::generate_fake(&mut model, &batch).unwrap();
-    let d = train::d_losses(&model, &batch, &fake).unwrap();
+    let d = train::d_losses(&model, &batch, &fake, train::MAGP_W).unwrap();
 
     let tape = ratlip::Tape::new(&g);
     let (feats, _) = model.clip_features(&tape, &tape.constant(batch.images.clone())).unwrap();
@@ -326,7 +326,7 @@ fn shifts_move_what_clip_sees() {
             let (want, _) = model.clip_features(&tape, &tape.constant(moved)).unwrap();
             assert_eq!(fake.features.value().to_vec().unwrap(), want.value().to_vec().unwrap(), "the fake's features are CLIP's of the moved fake");
         }
-        let d = train::d_losses(&model, &batch, &fake).unwrap();
+        let d = train::d_losses(&model, &batch, &fake, train::MAGP_W).unwrap();
         let gs = train::g_losses(&model, &batch, fake, train::SIM_W).unwrap();
         (d.loss_real, d.loss_fake, gs.loss_g, train::grad_norm(&gs.grads).unwrap())
     };
@@ -339,4 +339,40 @@ fn shifts_move_what_clip_sees() {
     let (mut model, _, mut batch) = load(&g, "galip");
     batch.shifts = Some(train::Shifts { real: Tensor::zeros(&g, &[3, 2]).unwrap(), fake: Tensor::zeros(&g, &[2, 2]).unwrap() });
     assert!(train::generate_fake(&mut model, &batch).is_err(), "shifts for the wrong batch size are refused");
+}
+
+/// `--magp-w`: the penalty and its parameter gradient scale with the weight (the central
+/// difference's step scales as 1/w, so the moved inputs are the same and only the seed of
+/// the backward changes: equal to f32 rounding, 1e-5 relative); 0 switches the penalty off,
+/// leaving the hinge's gradients alone.
+#[test]
+fn magp_w_weighs_the_penalty() {
+    let g = gpu();
+    let (mut model, _, batch) = load(&g, "galip");
+    let fake = train::generate_fake(&mut model, &batch).unwrap();
+    let released = train::d_losses(&model, &batch, &fake, train::MAGP_W).unwrap();
+    let half = train::d_losses(&model, &batch, &fake, train::MAGP_W / 2.0).unwrap();
+    let off = train::d_losses(&model, &batch, &fake, 0.0).unwrap();
+    assert!(released.magp > 1e-6, "the fixture's penalty is not trivially 0: {}", released.magp);
+    assert!((half.magp - released.magp / 2.0).abs() <= 1e-5 * released.magp, "{} vs {}", half.magp, released.magp);
+    assert!(!released.magp_grads.is_empty());
+    for (name, t) in &released.magp_grads {
+        let (full, h) = (t.to_vec().unwrap(), half.magp_grads[name].to_vec().unwrap());
+        let scale = full.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-12);
+        for (a, b) in full.iter().zip(&h) {
+            assert!((a / 2.0 - b).abs() <= 1e-5 * scale, "{name}: {b} vs half of {a}");
+        }
+    }
+    assert_eq!(off.magp, 0.0);
+    assert!(off.magp_grads.is_empty());
+    assert!((off.loss_d - (released.loss_d - released.magp)).abs() <= 1e-6 * released.loss_d.abs(), "L_D without the penalty is the hinge sum");
+    // With the penalty off, L_D's gradients are the hinge's: the released ones minus MA-GP's.
+    for (name, t) in &off.grads {
+        let (hinge, full) = (t.to_vec().unwrap(), released.grads[name].to_vec().unwrap());
+        let gp = released.magp_grads.get(name).map(|t| t.to_vec().unwrap()).unwrap_or_else(|| vec![0.0; hinge.len()]);
+        let scale = full.iter().chain(&gp).fold(0f32, |m, x| m.max(x.abs())).max(1e-12);
+        for ((h, f), p) in hinge.iter().zip(&full).zip(&gp) {
+            assert!((h - (f - p)).abs() <= 1e-5 * scale, "{name}: hinge {h} vs {f} − {p}");
+        }
+    }
 }

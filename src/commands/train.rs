@@ -67,6 +67,9 @@ pub struct TrainArgs {
     /// Weight of L_G's text–image cosine term (released: 4).
     #[arg(long, conflicts_with = "resume")]
     sim_w: Option<f32>,
+    /// Weight of L_D's MA-GP term (released: 2; 0 switches the penalty off).
+    #[arg(long, conflicts_with = "resume")]
+    magp_w: Option<f32>,
     /// Move each real and fake image by up to K pixels (random, per step) before CLIP sees
     /// it: DiffAugment's translation, not in the released code (default 0: off).
     #[arg(long, conflicts_with = "resume")]
@@ -194,6 +197,7 @@ pub fn train(gpu: &Gpu, a: &TrainArgs) -> Result<()> {
             config.lr_g = a.lr_g.unwrap_or(config.lr_g);
             config.lr_d = a.lr_d.unwrap_or(config.lr_d);
             config.sim_w = a.sim_w.unwrap_or(config.sim_w);
+            config.magp_w = a.magp_w.unwrap_or(config.magp_w);
             config.augment_shift = a.augment_shift.unwrap_or(config.augment_shift);
             config.workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4));
             let model = match &a.model {
@@ -234,7 +238,7 @@ fn describe(run: &Run) {
     let c = &run.config;
     let (g, d, nc) = run.model.parameter_counts();
     eprintln!(
-        "data: {} ({} images, {} captions, {:?} layout{}); model {} {}×{} (netG {g}, netD {d}, netC {nc}); batch {}, {} steps, seed {}, lr G {} D {}, sim_w {}{}",
+        "data: {} ({} images, {} captions, {:?} layout{}); model {} {}×{} (netG {g}, netD {d}, netC {nc}); batch {}, {} steps, seed {}, lr G {} D {}, sim_w {}, magp_w {}{}",
         c.data.display(),
         run.dataset.items.len(),
         run.dataset.caption_count(),
@@ -249,6 +253,7 @@ fn describe(run: &Run) {
         c.lr_g,
         c.lr_d,
         c.sim_w,
+        c.magp_w,
         if c.augment_shift > 0 { format!(", augment shift ±{} px", c.augment_shift) } else { String::new() }
     );
 }

@@ -28,6 +28,9 @@ use crate::train::adam::{Adam, LR_D, LR_G};
 /// Weight of the text–image cosine term in L_G (the released `sim_w`); a run may set another.
 pub const SIM_W: f32 = 4.0;
 
+/// Weight of MA-GP in L_D (the released 2 · mean ‖g‖⁶); a run may set another.
+pub const MAGP_W: f32 = 2.0;
+
 /// The central difference's step for MA-GP's parameter gradient, relative: the inputs move by
 /// MAGP_STEP · ‖(feats_r, s)‖ along v. With the LeakyReLU slopes frozen at feats_r the network
 /// is affine in its input, so the difference is exact at any step; a large one keeps f32
@@ -142,7 +145,7 @@ fn scalar(t: &Tensor) -> Result<f32> {
 /// by 2ε — and with thousands of units some kink is that close at any ε f32 can resolve:
 /// on the tiny galip fixture, errors of 3 to 30 times the gradient itself at relative steps
 /// 1e-1 to 1e-4, in float64 PyTorch as well; exact only from 1e-6 on, where f32 cannot go.)
-pub fn ma_gp(model: &Model, features: &Tensor, sent_emb: &Tensor, rel_step: f32) -> Result<MaGp> {
+pub fn ma_gp(model: &Model, features: &Tensor, sent_emb: &Tensor, weight: f32, rel_step: f32) -> Result<MaGp> {
     let gpu = model.params.gpu();
     let b = features.shape().first().copied().unwrap_or(0);
     if b == 0 || sent_emb.shape().first() != Some(&b) {
@@ -151,6 +154,11 @@ pub fn ma_gp(model: &Model, features: &Tensor, sent_emb: &Tensor, rel_step: f32)
     if !(rel_step > 0.0 && rel_step.is_finite()) {
         return Err(Error::Other(format!("MA-GP: the central difference's step must be positive, got {rel_step}")));
     }
+    if weight == 0.0 {
+        // Switched off: no term, no gradient, and none of the three passes below.
+        return Ok(MaGp { value: 0.0, grads: BTreeMap::new(), step: 0.0 });
+    }
+    let w = weight as f64;
     // g: ∂ Σ out / ∂ (feats, s), parameters frozen for this pass.
     let slopes;
     let (gx, gs) = {
@@ -167,9 +175,9 @@ pub fn ma_gp(model: &Model, features: &Tensor, sent_emb: &Tensor, rel_step: f32)
         (g.take(&x).ok_or_else(missing)?, g.take(&s).ok_or_else(missing)?)
     };
     let n2: Vec<f64> = sum_sq(&gx, 1)?.to_vec()?.iter().zip(sum_sq(&gs, 1)?.to_vec()?).map(|(&a, c)| a as f64 + c as f64).collect();
-    let value = 2.0 * n2.iter().map(|q| q.powi(3)).sum::<f64>() / b as f64;
-    // v_b = (12/B) ‖g_b‖⁴ g_b; ‖v‖ fixes the absolute step from the relative one.
-    let coef: Vec<f64> = n2.iter().map(|q| 12.0 / b as f64 * q * q).collect();
+    let value = w * n2.iter().map(|q| q.powi(3)).sum::<f64>() / b as f64;
+    // v_b = (6w/B) ‖g_b‖⁴ g_b; ‖v‖ fixes the absolute step from the relative one.
+    let coef: Vec<f64> = n2.iter().map(|q| 6.0 * w / b as f64 * q * q).collect();
     let v_norm = coef.iter().zip(&n2).map(|(c, q)| c * c * q).sum::<f64>().sqrt();
     let in_norm = (scalar(&reduce::sum(&elementwise::mul(features, features)?, &(0..features.dims()).collect::<Vec<_>>(), false)?)? as f64
         + scalar(&reduce::sum(&elementwise::mul(sent_emb, sent_emb)?, &[0, 1], false)?)? as f64)
@@ -218,8 +226,9 @@ fn hinge(t: &Tape, out: &Var, sign: f32) -> Result<Var> {
     t.mean(&h, &axes, true)
 }
 
-/// The D step's losses and NetD/NetC gradients, without updating anything.
-pub fn d_losses(model: &Model, batch: &Batch, fake: &Fake) -> Result<DStep> {
+/// The D step's losses and NetD/NetC gradients, without updating anything; `magp_w` weighs
+/// MA-GP (released: [`MAGP_W`]).
+pub fn d_losses(model: &Model, batch: &Batch, fake: &Fake, magp_w: f32) -> Result<DStep> {
     let b = batch.check(model)?;
     let d = model.discriminator()?;
     let gpu = model.params.gpu();
@@ -248,7 +257,7 @@ pub fn d_losses(model: &Model, batch: &Batch, fake: &Fake) -> Result<DStep> {
     let mut g = tape.backward(&l_hinge)?;
     let mut grads = vars.gradients(&mut g);
 
-    let gp = ma_gp(model, &feats_r, &batch.sent_emb, MAGP_STEP)?;
+    let gp = ma_gp(model, &feats_r, &batch.sent_emb, magp_w, MAGP_STEP)?;
     for (name, t) in &gp.grads {
         let sum = match grads.remove(name) {
             Some(h) => elementwise::add(&h, t)?,
@@ -261,7 +270,7 @@ pub fn d_losses(model: &Model, batch: &Batch, fake: &Fake) -> Result<DStep> {
 
 /// D step: losses, gradients, then Adam on NetD + NetC.
 pub fn d_step(model: &mut Model, opt_d: &mut Adam, batch: &Batch, fake: &Fake, lr: f32) -> Result<DStep> {
-    let out = d_losses(model, batch, fake)?;
+    let out = d_losses(model, batch, fake, MAGP_W)?;
     opt_d.step(&mut model.params, &out.grads, lr)?;
     Ok(out)
 }

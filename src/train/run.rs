@@ -32,7 +32,7 @@ use super::adam::{Adam, BETAS, EPS, LR_D, LR_G};
 use super::checkpoints::{checkpoint_paths, drive, io, keep_newest, Steps};
 pub use super::checkpoints::{checkpoint_steps, Outcome};
 use super::data::{Dataset, Loader, Position, TextCache};
-use super::objective::{d_losses, g_losses, generate_fake, grad_norm, Batch, Metrics, Shifts, SIM_W};
+use super::objective::{d_losses, g_losses, generate_fake, grad_norm, Batch, Metrics, Shifts, MAGP_W, SIM_W};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::images;
@@ -44,6 +44,11 @@ use crate::weights::{save_safetensors, write_atomic, WeightFile};
 /// A run folder written before `sim_w` was a setting trained with the released weight.
 fn default_sim_w() -> f32 {
     SIM_W
+}
+
+/// Likewise for MA-GP's weight.
+fn default_magp_w() -> f32 {
+    MAGP_W
 }
 
 /// Everything that defines a run; written to RUN_DIR/config.json.
@@ -67,6 +72,9 @@ pub struct RunConfig {
     /// Weight of L_G's text–image cosine term (the released `sim_w`, 4).
     #[serde(default = "default_sim_w")]
     pub sim_w: f32,
+    /// Weight of L_D's MA-GP term (the released 2).
+    #[serde(default = "default_magp_w")]
+    pub magp_w: f32,
     /// DiffAugment translation before CLIP: each real and fake image moves by up to this many
     /// pixels a step (0: off, as released; see `objective::Shifts`).
     #[serde(default)]
@@ -94,6 +102,7 @@ impl RunConfig {
             lr_g: LR_G,
             lr_d: LR_D,
             sim_w: SIM_W,
+            magp_w: MAGP_W,
             augment_shift: 0,
             samples: 8,
             workers: 2,
@@ -113,6 +122,9 @@ impl RunConfig {
         }
         if !(self.sim_w.is_finite() && self.sim_w >= 0.0) {
             return Err(Error::Other(format!("sim_w must be finite and ≥ 0, got {}", self.sim_w)));
+        }
+        if !(self.magp_w.is_finite() && self.magp_w >= 0.0) {
+            return Err(Error::Other(format!("magp_w must be finite and ≥ 0, got {}", self.magp_w)));
         }
         if self.augment_shift >= self.model.image_size {
             return Err(Error::Other(format!("--augment-shift {} must be below the image size {}", self.augment_shift, self.model.image_size)));
@@ -315,7 +327,7 @@ impl Run {
         let step = self.step + 1;
         let good = self.last_checkpoint.as_ref().map_or("none yet".to_string(), |(_, p)| p.display().to_string());
         let fake = generate_fake(&mut self.model, &batch)?;
-        let d = d_losses(&self.model, &batch, &fake)?;
+        let d = d_losses(&self.model, &batch, &fake, self.config.magp_w)?;
         check_losses(step, &[("loss_real", d.loss_real), ("loss_mis", d.loss_mis), ("loss_fake", d.loss_fake), ("magp", d.magp), ("loss_d", d.loss_d)], &good)?;
         let grad_norm_d = check_grads(step, "L_D", &d.grads, &good)?;
         self.opt_d.step(&mut self.model.params, &d.grads, self.config.lr_d)?;
