@@ -327,7 +327,7 @@ fn shifts_move_what_clip_sees() {
             assert_eq!(fake.features.value().to_vec().unwrap(), want.value().to_vec().unwrap(), "the fake's features are CLIP's of the moved fake");
         }
         let d = train::d_losses(&model, &batch, &fake, train::MAGP_W).unwrap();
-        let gs = train::g_losses(&model, &batch, fake, train::SIM_W).unwrap();
+        let gs = train::g_losses(&model, &batch, fake, train::SIM_W, train::PIXEL_W).unwrap();
         (d.loss_real, d.loss_fake, gs.loss_g, train::grad_norm(&gs.grads).unwrap())
     };
     let plain = with(None);
@@ -374,5 +374,55 @@ fn magp_w_weighs_the_penalty() {
         for ((h, f), p) in hinge.iter().zip(&full).zip(&gp) {
             assert!((h - (f - p)).abs() <= 1e-5 * scale, "{name}: hinge {h} vs {f} − {p}");
         }
+    }
+}
+
+/// `--pixel-w`: L_G gains pixel_w · mean |G(z, s) − x| (measured as `pixel` at any weight),
+/// its gradient scales with the weight, and it is the L1 gradient: at G's output bias it is
+/// the mean sign of (fake − real) per colour channel, which this test counts on the host.
+#[test]
+fn pixel_w_pulls_fakes_towards_their_real_image() {
+    let g = gpu();
+    let (mut model, _, batch) = load(&g, "galip");
+    let mut run = |w: f32| {
+        let fake = train::generate_fake(&mut model, &batch).unwrap();
+        let images = fake.images.value().to_vec().unwrap();
+        (images, train::g_losses(&model, &batch, fake, train::SIM_W, w).unwrap())
+    };
+    let (fake, off) = run(0.0);
+    let (again, one) = run(1.0);
+    let (_, three) = run(3.0);
+    assert_eq!(fake, again, "G in training mode draws the same fake for the same batch");
+    let real = batch.images.to_vec().unwrap();
+    let n = real.len();
+    let want = fake.iter().zip(&real).map(|(f, r)| (f - r).abs() as f64).sum::<f64>() / n as f64;
+    println!("mean |fake − real| {want:.6}; measured {} {} {}", off.pixel, one.pixel, three.pixel);
+    for s in [&off, &one, &three] {
+        assert!((s.pixel as f64 - want).abs() <= 1e-5 * want, "pixel {} vs {want}", s.pixel);
+    }
+    assert!(want > 0.05, "the fixture's fake is not its real image");
+    assert!((one.loss_g - off.loss_g - one.pixel).abs() <= 1e-5 * (1.0 + off.loss_g.abs()), "L_G adds 1 × the term");
+    assert!((three.loss_g - off.loss_g - 3.0 * three.pixel).abs() <= 1e-5 * (1.0 + off.loss_g.abs()), "L_G adds 3 × the term");
+    // The term's own gradient, (L_G(1) − L_G(0))', must be a third of (L_G(3) − L_G(0))'.
+    let mut seen = 0;
+    for (name, t0) in &off.grads {
+        let (a, b, c) = (t0.to_vec().unwrap(), one.grads[name].to_vec().unwrap(), three.grads[name].to_vec().unwrap());
+        let scale = c.iter().chain(&a).fold(0f32, |m, x| m.max(x.abs())).max(1e-12);
+        for ((a, b), c) in a.iter().zip(&b).zip(&c) {
+            assert!(((c - a) - 3.0 * (b - a)).abs() <= 2e-4 * scale, "{name}: {c} − {a} vs 3 × ({b} − {a})");
+        }
+        seen += usize::from(b.iter().zip(&a).any(|(b, a)| b != a));
+    }
+    assert!(seen > 10, "the term reaches G's parameters ({seen} tensors)");
+    // to_rgb's bias adds straight onto the image, so d mean|f − x| / d bias_c is
+    // Σ sign(f − x) over channel c's pixels / n.
+    let bias = off.grads.keys().find(|k| k.contains("to_rgb") && k.ends_with("bias")).expect("G has an output bias").clone();
+    let (a, b) = (off.grads[&bias].to_vec().unwrap(), one.grads[&bias].to_vec().unwrap());
+    let shape = batch.images.shape();
+    let hw = shape[2] * shape[3];
+    for c in 0..3 {
+        let signs: f64 = (0..n).filter(|i| (i / hw) % 3 == c).map(|i| (fake[i] - real[i]).signum() as f64).sum();
+        let want = signs / n as f64;
+        assert!(((b[c] - a[c]) as f64 - want).abs() <= 1e-5, "{bias}[{c}]: {} vs {want}", b[c] - a[c]);
     }
 }

@@ -71,6 +71,10 @@ pub struct TrainArgs {
     /// Weight of L_D's MA-GP term (released: 2; 0 switches the penalty off).
     #[arg(long, conflicts_with = "resume")]
     magp_w: Option<f32>,
+    /// Weight of an L1 term in L_G pulling each fake towards the batch's real image of the
+    /// same caption (pix2pix's pairing; not in the released code; default 0: off)
+    #[arg(long, conflicts_with = "resume")]
+    pixel_w: Option<f32>,
     /// Move each real and fake image by up to K pixels (random, per step) before CLIP sees
     /// it: DiffAugment's translation, not in the released code (default 0: off).
     #[arg(long, conflicts_with = "resume")]
@@ -198,6 +202,7 @@ pub fn train(gpu: &Gpu, a: &TrainArgs) -> Result<()> {
             config.lr_d = a.lr_d.unwrap_or(config.lr_d);
             config.sim_w = a.sim_w.unwrap_or(config.sim_w);
             config.magp_w = a.magp_w.unwrap_or(config.magp_w);
+            config.pixel_w = a.pixel_w.unwrap_or(config.pixel_w);
             config.augment_shift = a.augment_shift.unwrap_or(config.augment_shift);
             config.workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4));
             let model = match &a.model {
@@ -238,7 +243,7 @@ fn describe(run: &Run) {
     let c = &run.config;
     let (g, d, nc) = run.model.parameter_counts();
     eprintln!(
-        "data: {} ({} images, {} captions, {:?} layout{}); model {} {}×{} (netG {g}, netD {d}, netC {nc}); batch {}, {} steps, seed {}, lr G {} D {}, sim_w {}, magp_w {}{}",
+        "data: {} ({} images, {} captions, {:?} layout{}); model {} {}×{} (netG {g}, netD {d}, netC {nc}); batch {}, {} steps, seed {}, lr G {} D {}, sim_w {}, magp_w {}{}{}",
         c.data.display(),
         run.dataset.items.len(),
         run.dataset.caption_count(),
@@ -254,6 +259,7 @@ fn describe(run: &Run) {
         c.lr_d,
         c.sim_w,
         c.magp_w,
+        if c.pixel_w > 0.0 { format!(", pixel_w {}", c.pixel_w) } else { String::new() },
         if c.augment_shift > 0 { format!(", augment shift ±{} px", c.augment_shift) } else { String::new() }
     );
 }
@@ -264,7 +270,7 @@ fn progress(r: &StepReport, started_at: u64, elapsed: f64) {
     let eta = per * (r.steps - r.step) as f64;
     let m = &r.metrics;
     eprint!(
-        "\rstep {}/{}  L_D {:.3} (real {:.3} mis {:.3} fake {:.3} gp {:.3})  L_G {:.3} cos {:.3}  {:.2} img/s  ETA {}   ",
+        "\rstep {}/{}  L_D {:.3} (real {:.3} mis {:.3} fake {:.3} gp {:.3})  L_G {:.3} cos {:.3} L1 {:.3}  {:.2} img/s  ETA {}   ",
         r.step,
         r.steps,
         m.loss_d,
@@ -274,6 +280,7 @@ fn progress(r: &StepReport, started_at: u64, elapsed: f64) {
         m.magp,
         m.loss_g,
         m.cos,
+        m.pixel,
         r.images_per_s,
         fmt_time(eta)
     );

@@ -31,6 +31,9 @@ pub const SIM_W: f32 = 4.0;
 /// Weight of MA-GP in L_D (the released 2 · mean ‖g‖⁶); a run may set another.
 pub const MAGP_W: f32 = 2.0;
 
+/// Weight of the pixel term in L_G: 0, as released (see `g_losses`).
+pub const PIXEL_W: f32 = 0.0;
+
 /// The central difference's step for MA-GP's parameter gradient, relative: the inputs move by
 /// MAGP_STEP · ‖(feats_r, s)‖ along v. With the LeakyReLU slopes frozen at feats_r the network
 /// is affine in its input, so the difference is exact at any step; a large one keeps f32
@@ -319,15 +322,26 @@ pub struct GStep {
     pub loss_adv: f32,
     /// mean cos(emb_f, s) (L_G subtracts sim_w × it).
     pub cos: f32,
+    /// mean |G(z, s) − x| over the batch's pixels (L_G adds pixel_w × it; measured either way).
+    pub pixel: f32,
     pub grads: BTreeMap<String, Tensor>,
 }
 
 /// L_G and G's gradients through the fake's tape, with NetD/NetC as they are now (after
 /// the D step, as in the released loop) and frozen here. `sim_w` weighs the cosine term
 /// (released: SIM_W).
-pub fn g_losses(model: &Model, batch: &Batch, fake: Fake, sim_w: f32) -> Result<GStep> {
+///
+/// `pixel_w` (released: 0, i.e. absent) adds pixel_w · mean |G(z, s) − x|: an L1 pull of each
+/// fake towards the batch's real image of the same caption, as pix2pix (Isola et al. 2017)
+/// pairs L1 with its adversarial term. Not in GALIP or RATLIP. It exists because G learns
+/// otherwise only through the frozen CLIP: with a small CLIP of our own and a critic that
+/// stays nearly linear in its features, G drifts to images that raise those features but do
+/// not look like faces (docs/evaluation.md); the L1 term asks for the caption's typical
+/// picture (the per-pixel median of its images) and leaves sharpness to the critic. The real
+/// image is the one the loader gave, before any DiffAugment shift (that move is for CLIP).
+pub fn g_losses(model: &Model, batch: &Batch, fake: Fake, sim_w: f32, pixel_w: f32) -> Result<GStep> {
     batch.check(model)?;
-    let Fake { tape, g_vars, features, embedding, .. } = fake;
+    let Fake { tape, g_vars, features, embedding, images } = fake;
     let cx = Bind::new(&tape, &model.params, &[], true);
     let s = tape.constant(batch.sent_emb.clone());
     let out = model.judge(&cx, &features, &s)?;
@@ -335,15 +349,25 @@ pub fn g_losses(model: &Model, batch: &Batch, fake: Fake, sim_w: f32) -> Result<
     let axes: Vec<usize> = (0..out.shape().len()).collect();
     let adv = tape.activation(&tape.reshape(&tape.mean(&out, &axes, true)?, &[1])?, Activation::Scale(-1.0, 0.0))?;
     let cos = tape.mean(&cosine_rows(&tape, &embedding, &batch.sent_emb)?, &[0], true)?;
-    let l_g = tape.axpy(&adv, -sim_w, &cos)?;
+    let mut l_g = tape.axpy(&adv, -sim_w, &cos)?;
+    // |d| = relu(d) + relu(−d): the L1 term from ops the tape already has.
+    let d = tape.axpy(&images, -1.0, &tape.constant(batch.images.clone()))?;
+    let neg = tape.activation(&d, Activation::Scale(-1.0, 0.0))?;
+    let abs = tape.add(&tape.activation(&d, Activation::Relu)?, &tape.activation(&neg, Activation::Relu)?)?;
+    let axes: Vec<usize> = (0..abs.shape().len()).collect();
+    let pixel = tape.reshape(&tape.mean(&abs, &axes, true)?, &[1])?;
+    let pixel_v = scalar(pixel.value())?;
+    if pixel_w > 0.0 {
+        l_g = tape.axpy(&l_g, pixel_w, &pixel)?;
+    }
     let (loss_g, loss_adv, cos_v) = (scalar(l_g.value())?, scalar(adv.value())?, scalar(cos.value())?);
     let mut g = tape.backward(&l_g)?;
-    Ok(GStep { loss_g, loss_adv, cos: cos_v, grads: g_vars.gradients(&mut g) })
+    Ok(GStep { loss_g, loss_adv, cos: cos_v, pixel: pixel_v, grads: g_vars.gradients(&mut g) })
 }
 
 /// G step: L_G, gradients, then Adam on G.
 pub fn g_step(model: &mut Model, opt_g: &mut Adam, batch: &Batch, fake: Fake, lr: f32) -> Result<GStep> {
-    let out = g_losses(model, batch, fake, SIM_W)?;
+    let out = g_losses(model, batch, fake, SIM_W, PIXEL_W)?;
     opt_g.step(&mut model.params, &out.grads, lr)?;
     Ok(out)
 }
@@ -359,6 +383,7 @@ pub struct Metrics {
     pub loss_g: f32,
     pub loss_g_adv: f32,
     pub cos: f32,
+    pub pixel: f32,
     pub grad_norm_d: f32,
     pub grad_norm_g: f32,
     pub magp_step: f32,
@@ -376,6 +401,7 @@ impl Metrics {
             loss_g: g.loss_g,
             loss_g_adv: g.loss_adv,
             cos: g.cos,
+            pixel: g.pixel,
             grad_norm_d,
             grad_norm_g,
             magp_step: d.magp_step,

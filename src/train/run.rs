@@ -32,7 +32,7 @@ use super::adam::{Adam, BETAS, EPS, LR_D, LR_G};
 use super::checkpoints::{checkpoint_paths, drive, io, keep_newest, Steps};
 pub use super::checkpoints::{checkpoint_steps, Outcome};
 use super::data::{Dataset, Loader, Position, TextCache};
-use super::objective::{d_losses, g_losses, generate_fake, grad_norm, Batch, Metrics, Shifts, MAGP_W, SIM_W};
+use super::objective::{d_losses, g_losses, generate_fake, grad_norm, Batch, Metrics, Shifts, MAGP_W, PIXEL_W, SIM_W};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::images;
@@ -75,6 +75,9 @@ pub struct RunConfig {
     /// Weight of L_D's MA-GP term (the released 2).
     #[serde(default = "default_magp_w")]
     pub magp_w: f32,
+    /// Weight of L_G's L1 pixel term (0: off, as released; see `objective::g_losses`).
+    #[serde(default)]
+    pub pixel_w: f32,
     /// DiffAugment translation before CLIP: each real and fake image moves by up to this many
     /// pixels a step (0: off, as released; see `objective::Shifts`).
     #[serde(default)]
@@ -103,6 +106,7 @@ impl RunConfig {
             lr_d: LR_D,
             sim_w: SIM_W,
             magp_w: MAGP_W,
+            pixel_w: PIXEL_W,
             augment_shift: 0,
             samples: 8,
             workers: 2,
@@ -125,6 +129,9 @@ impl RunConfig {
         }
         if !(self.magp_w.is_finite() && self.magp_w >= 0.0) {
             return Err(Error::Other(format!("magp_w must be finite and ≥ 0, got {}", self.magp_w)));
+        }
+        if !(self.pixel_w.is_finite() && self.pixel_w >= 0.0) {
+            return Err(Error::Other(format!("pixel_w must be finite and ≥ 0, got {}", self.pixel_w)));
         }
         if self.augment_shift >= self.model.image_size {
             return Err(Error::Other(format!("--augment-shift {} must be below the image size {}", self.augment_shift, self.model.image_size)));
@@ -331,8 +338,8 @@ impl Run {
         check_losses(step, &[("loss_real", d.loss_real), ("loss_mis", d.loss_mis), ("loss_fake", d.loss_fake), ("magp", d.magp), ("loss_d", d.loss_d)], &good)?;
         let grad_norm_d = check_grads(step, "L_D", &d.grads, &good)?;
         self.opt_d.step(&mut self.model.params, &d.grads, self.config.lr_d)?;
-        let g = g_losses(&self.model, &batch, fake, self.config.sim_w)?;
-        check_losses(step, &[("loss_g", g.loss_g), ("loss_g_adv", g.loss_adv), ("cos", g.cos)], &good)?;
+        let g = g_losses(&self.model, &batch, fake, self.config.sim_w, self.config.pixel_w)?;
+        check_losses(step, &[("loss_g", g.loss_g), ("loss_g_adv", g.loss_adv), ("cos", g.cos), ("pixel", g.pixel)], &good)?;
         let grad_norm_g = check_grads(step, "L_G", &g.grads, &good)?;
         self.opt_g.step(&mut self.model.params, &g.grads, self.config.lr_g)?;
         self.step = step;
@@ -356,7 +363,7 @@ impl Run {
         let m = &r.metrics;
         let line = serde_json::json!({
             "step": r.step, "loss_real": m.loss_real, "loss_mis": m.loss_mis, "loss_fake": m.loss_fake, "magp": m.magp,
-            "loss_d": m.loss_d, "loss_g": m.loss_g, "loss_g_adv": m.loss_g_adv, "cos": m.cos,
+            "loss_d": m.loss_d, "loss_g": m.loss_g, "loss_g_adv": m.loss_g_adv, "cos": m.cos, "pixel": m.pixel,
             "grad_norm_d": m.grad_norm_d, "grad_norm_g": m.grad_norm_g, "magp_step": m.magp_step,
             "images_per_s": r.images_per_s, "step_s": r.step_s, "wall_s": r.wall_s, "epoch": r.epoch, "skipped_images": r.skipped,
         });
