@@ -415,7 +415,7 @@ fn metrics_line(step: u64) -> String {
     serde_json::json!({
         "step": step, "loss_real": 0.9, "loss_mis": 0.4, "loss_fake": 0.7, "magp": 0.05 + 0.01 * (s * 0.7).sin(),
         "loss_d": 2.0 - 0.03 * s + 0.1 * (s * 1.3).sin(), "loss_g": 1.0 + 0.02 * s + 0.1 * (s * 0.9).cos(), "loss_g_adv": 0.5,
-        "cos": 0.1 + 0.005 * s, "grad_norm_d": 1.0, "grad_norm_g": 2.0, "magp_step": 0.0,
+        "cos": 0.1 + 0.005 * s, "pixel": 0.4 - 0.004 * s, "grad_norm_d": 1.0, "grad_norm_g": 2.0, "magp_step": 0.0,
         "images_per_s": 4.0, "step_s": 2.0, "wall_s": 2.0 * s, "epoch": 0, "skipped_images": 0,
     })
     .to_string()

@@ -76,10 +76,10 @@ fn readme_prompt_gets_red_hair() {
     assert!(red >= RED_AT_LEAST, "{red} of 8 images have red hair: {hair:?}");
 }
 
-// Measured with the shipped file (GALIP, 32 px, --augment-shift 4, step 2100), lavapipe: on
-// these 96 faces background 0.479 and hair colour 0.786 (chance 0.125 and 0.167); red hair in
-// 8 of 8. The margins leave room for another driver's rounding, not for a model that lost the
-// colours.
-const BACKGROUND_AT_LEAST: f64 = 0.35;
+// Measured with the shipped file (GALIP, 32 px, --augment-shift 4 --pixel-w 10, step 2100),
+// lavapipe: on these 96 faces background 0.792 and hair colour 0.726 (chance 0.125 and
+// 0.167); red hair in 8 of 8. (The model shipped before: 0.479 and 0.786.) The margins leave
+// room for another driver's rounding, not for a model that lost the colours.
+const BACKGROUND_AT_LEAST: f64 = 0.6;
 const HAIR_AT_LEAST: f64 = 0.55;
 const RED_AT_LEAST: usize = 6;

@@ -21,6 +21,8 @@ pub struct Point {
     pub loss_g: f64,
     pub cos: f64,
     pub magp: f64,
+    /// mean |fake − its real image| (runs from before it was logged: NaN, not drawn).
+    pub pixel: f64,
     pub images_per_s: f64,
     pub step_s: f64,
     pub wall_s: f64,
@@ -37,6 +39,7 @@ impl Point {
             loss_g: f("loss_g"),
             cos: f("cos"),
             magp: f("magp"),
+            pixel: f("pixel"),
             images_per_s: f("images_per_s"),
             step_s: f("step_s"),
             wall_s: f("wall_s"),
@@ -328,6 +331,7 @@ impl RunView {
                 plot(ui, "Text match and penalty", size, &[
                     ("cos (image, text)", egui::Color32::from_rgb(110, 200, 110), smooth(&pick(|p| p.cos), a)),
                     ("MA-GP", egui::Color32::from_rgb(220, 180, 60), smooth(&pick(|p| p.magp), a)),
+                    ("L1 to its real image", egui::Color32::from_rgb(180, 120, 220), smooth(&pick(|p| p.pixel), a)),
                 ]);
             });
             if let (Some(t), Some(step)) = (&self.sample, self.sample_step) {
@@ -395,7 +399,8 @@ fn plot(ui: &mut egui::Ui, title: &str, size: egui::Vec2, series: &[(&str, egui:
     let font = egui::FontId::proportional(11.0);
     ui.horizontal(|ui| {
         ui.label(egui::RichText::new(title).strong());
-        for (name, color, _) in series {
+        // A series the run never logged (an older run's `pixel`) gets no legend entry.
+        for (name, color, _) in series.iter().filter(|s| !s.2.is_empty()) {
             let (swatch, _) = ui.allocate_exact_size(egui::vec2(18.0, 3.0), egui::Sense::hover());
             ui.painter().rect_filled(swatch, 0.0, *color);
             ui.label(*name);

@@ -238,7 +238,7 @@ pub struct ImageOutput {
 
 impl Clip {
     /// Loads CLIP from a folder (config.json + model.safetensors) or one safetensors file,
-    /// with Hugging Face or OpenAI names. `prefix` selects CLIP inside a larger file.
+    /// with Hugging Face or OpenAI names (a ratlip model file holds CLIP too: `commands::clip::load_or_from_model` takes it from there).
     pub fn load(gpu: &Gpu, path: &Path) -> Result<Clip> {
         let (file, config_json) = if path.is_dir() {
             let cfg = path.join("config.json");
