@@ -222,11 +222,16 @@ pub struct DStep {
     pub magp_step: f32,
 }
 
+/// The mean over every axis, keepdim (a [1, …, 1] tensor of x's rank).
+fn mean_all(t: &Tape, x: &Var) -> Result<Var> {
+    let axes: Vec<usize> = (0..x.shape().len()).collect();
+    t.mean(x, &axes, true)
+}
+
 fn hinge(t: &Tape, out: &Var, sign: f32) -> Result<Var> {
     // relu(1 + sign · out), averaged over everything (keepdim: losses stay [1, 1, 1, 1]).
     let h = t.activation(&t.activation(out, Activation::Scale(sign, 1.0))?, Activation::Relu)?;
-    let axes: Vec<usize> = (0..h.shape().len()).collect();
-    t.mean(&h, &axes, true)
+    mean_all(t, &h)
 }
 
 /// The D step's losses and NetD/NetC gradients, without updating anything; `magp_w` weighs
@@ -346,16 +351,14 @@ pub fn g_losses(model: &Model, batch: &Batch, fake: Fake, sim_w: f32, pixel_w: f
     let s = tape.constant(batch.sent_emb.clone());
     let out = model.judge(&cx, &features, &s)?;
     drop(cx.finish());
-    let axes: Vec<usize> = (0..out.shape().len()).collect();
-    let adv = tape.activation(&tape.reshape(&tape.mean(&out, &axes, true)?, &[1])?, Activation::Scale(-1.0, 0.0))?;
+    let adv = tape.activation(&tape.reshape(&mean_all(&tape, &out)?, &[1])?, Activation::Scale(-1.0, 0.0))?;
     let cos = tape.mean(&cosine_rows(&tape, &embedding, &batch.sent_emb)?, &[0], true)?;
     let mut l_g = tape.axpy(&adv, -sim_w, &cos)?;
     // |d| = relu(d) + relu(−d): the L1 term from ops the tape already has.
     let d = tape.axpy(&images, -1.0, &tape.constant(batch.images.clone()))?;
     let neg = tape.activation(&d, Activation::Scale(-1.0, 0.0))?;
     let abs = tape.add(&tape.activation(&d, Activation::Relu)?, &tape.activation(&neg, Activation::Relu)?)?;
-    let axes: Vec<usize> = (0..abs.shape().len()).collect();
-    let pixel = tape.reshape(&tape.mean(&abs, &axes, true)?, &[1])?;
+    let pixel = tape.reshape(&mean_all(&tape, &abs)?, &[1])?;
     let pixel_v = scalar(pixel.value())?;
     if pixel_w > 0.0 {
         l_g = tape.axpy(&l_g, pixel_w, &pixel)?;
