@@ -181,21 +181,28 @@ fn attngan_and_cub_layouts() {
 /// the same losses logged.
 #[test]
 fn resume_is_bit_exact() {
-    // Without augmentation, and with it (its shifts come from the saved noise RNG).
-    for shift in [0, 2] {
-        resume_is_bit_exact_with(shift);
+    // Released; then with augmentation and the diversity term (the shifts and the second
+    // noise come from the saved noise RNG, and the second G pass moves BatchNorm's statistics).
+    for (shift, div_w) in [(0, 0.0), (2, 1.0)] {
+        resume_is_bit_exact_with(shift, div_w);
     }
     let dir = scratch("resume_bad_shift");
-    let mut cfg = tiny_config(&shapes(&dir, 2, 32), 2, 1);
+    let data = shapes(&dir, 2, 32);
+    let mut cfg = tiny_config(&data, 2, 1);
     cfg.augment_shift = cfg.model.image_size;
     let err = Run::create(&dir.join("run"), cfg, tiny_model(&gpu(), 1)).err().expect("a shift as large as the image is refused").to_string();
     assert!(err.contains("--augment-shift"), "{err}");
+    let mut cfg = tiny_config(&data, 2, 1);
+    cfg.div_w = 1.0;
+    cfg.div_tau = 0.0;
+    let err = Run::create(&dir.join("run_tau"), cfg, tiny_model(&gpu(), 1)).err().expect("a zero cap is refused").to_string();
+    assert!(err.contains("div_tau"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn resume_is_bit_exact_with(augment_shift: usize) {
+fn resume_is_bit_exact_with(augment_shift: usize, div_w: f32) {
     let g = gpu();
-    let dir = scratch(&format!("resume_{augment_shift}"));
+    let dir = scratch(&format!("resume_{augment_shift}_{div_w}"));
     let data = shapes(&dir, 12, 32);
     let (n, batch) = (4u64, 3usize);
     let never = AtomicBool::new(false);
@@ -203,6 +210,7 @@ fn resume_is_bit_exact_with(augment_shift: usize) {
     let straight_dir = dir.join("straight");
     let mut cfg = tiny_config(&data, batch, n);
     cfg.augment_shift = augment_shift;
+    cfg.div_w = div_w;
     let mut straight = Run::create(&straight_dir, cfg, tiny_model(&g, 1)).unwrap();
     assert_eq!(straight.train(&never, |_| {}).unwrap(), Outcome::Finished);
 
@@ -210,6 +218,7 @@ fn resume_is_bit_exact_with(augment_shift: usize) {
     let mut cfg = tiny_config(&data, batch, n);
     cfg.keep = 1;
     cfg.augment_shift = augment_shift;
+    cfg.div_w = div_w;
     let mut first = Run::create(&split_dir, cfg, tiny_model(&g, 1)).unwrap();
     let stop = AtomicBool::new(false);
     let outcome = first
@@ -225,7 +234,7 @@ fn resume_is_bit_exact_with(augment_shift: usize) {
     drop(first);
 
     let mut resumed = Run::resume(&g, &split_dir).unwrap();
-    assert_eq!(resumed.config.augment_shift, augment_shift);
+    assert_eq!((resumed.config.augment_shift, resumed.config.div_w), (augment_shift, div_w));
     assert_eq!((resumed.step, resumed.data_position()), (n / 2, mid_position));
     assert_eq!(resumed.train(&never, |_| {}).unwrap(), Outcome::Finished);
     assert_eq!(resumed.step, n);
@@ -238,6 +247,8 @@ fn resume_is_bit_exact_with(augment_shift: usize) {
     let strip = |v: Vec<serde_json::Value>| -> Vec<(u64, f64, f64, f64)> {
         v.into_iter().map(|m| (m["step"].as_u64().unwrap(), m["loss_d"].as_f64().unwrap(), m["loss_g"].as_f64().unwrap(), m["grad_norm_g"].as_f64().unwrap())).collect()
     };
+    let logged: Vec<Option<f64>> = metrics(&split_dir).iter().map(|m| m.get("diversity").and_then(serde_json::Value::as_f64)).collect();
+    assert!(logged.iter().all(|d| d.is_some() == (div_w > 0.0)), "diversity is logged when the term is on: {logged:?}");
     let (ma, mb) = (strip(metrics(&straight_dir)), strip(metrics(&split_dir)));
     assert_eq!(ma.len(), n as usize);
     assert_eq!(ma, mb);
@@ -276,10 +287,13 @@ fn sim_w_weighs_the_cosine_term() {
     v.as_object_mut().unwrap().remove("sim_w").expect("config.json records sim_w");
     v.as_object_mut().unwrap().remove("augment_shift").expect("config.json records augment_shift");
     v.as_object_mut().unwrap().remove("magp_w").expect("config.json records magp_w");
+    v.as_object_mut().unwrap().remove("div_w").expect("config.json records div_w");
+    v.as_object_mut().unwrap().remove("div_tau").expect("config.json records div_tau");
     std::fs::write(&old, v.to_string()).unwrap();
     let resumed = Run::resume(&g, &dir.join("released")).unwrap();
     assert_eq!((resumed.config.sim_w, resumed.config.augment_shift), (ratlip::train::SIM_W, 0));
     assert_eq!(resumed.config.magp_w, ratlip::train::MAGP_W);
+    assert_eq!(resumed.config.div_w, 0.0, "an older run folder has no diversity term");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

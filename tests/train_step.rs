@@ -119,7 +119,7 @@ fn load(g: &Gpu, arch: &str) -> (Model, Ref, Batch) {
     let model = Model::load(g, &dir().join(format!("{arch}.safetensors"))).unwrap();
     assert_eq!(model.config.arch.name(), arch);
     let mut r = load_ref(arch);
-    let batch = Batch { images: r.tensor(g, "images"), sent_emb: r.tensor(g, "sent_emb"), noise: r.tensor(g, "noise"), shifts: None };
+    let batch = Batch { images: r.tensor(g, "images"), sent_emb: r.tensor(g, "sent_emb"), noise: r.tensor(g, "noise"), shifts: None, noise2: None };
     (model, r, batch)
 }
 
@@ -235,7 +235,7 @@ fn train_step_reports_metrics_and_rejects_bad_batches() {
     check_loss("L_G", m.loss_g, r.scalar("loss.g"));
     assert!(m.grad_norm_d.is_finite() && m.grad_norm_d > 0.0 && m.grad_norm_g.is_finite() && m.grad_norm_g > 0.0);
 
-    let short = Batch { images: batch.images.clone(), sent_emb: batch.sent_emb.clone(), noise: Tensor::zeros(&g, &[1, model.config.z_dim]).unwrap(), shifts: None };
+    let short = Batch { images: batch.images.clone(), sent_emb: batch.sent_emb.clone(), noise: Tensor::zeros(&g, &[1, model.config.z_dim]).unwrap(), shifts: None, noise2: None };
     assert!(train::train_step(&mut model, &mut opt_d, &mut opt_g, &short).is_err());
     let mut bad = std::collections::BTreeMap::new();
     bad.insert("netG.fc_code.weight".to_string(), Tensor::zeros(&g, &[1]).unwrap());
@@ -289,7 +289,7 @@ fn mismatched_captions_pair_image_i_with_caption_i_plus_1() {
         s[0] = 3;
         Tensor::from_slice(&g, &s, d).unwrap()
     };
-    let batch = Batch { images: b3(&si, &img3), sent_emb: b3(&[2, ns], &sent3), noise: b3(&[2, nz], &noise3), shifts: None };
+    let batch = Batch { images: b3(&si, &img3), sent_emb: b3(&[2, ns], &sent3), noise: b3(&[2, nz], &noise3), shifts: None, noise2: None };
     let fake = train::generate_fake(&mut model, &batch).unwrap();
     let d = train::d_losses(&model, &batch, &fake, train::MAGP_W).unwrap();
 
@@ -327,7 +327,7 @@ fn shifts_move_what_clip_sees() {
             assert_eq!(fake.features.value().to_vec().unwrap(), want.value().to_vec().unwrap(), "the fake's features are CLIP's of the moved fake");
         }
         let d = train::d_losses(&model, &batch, &fake, train::MAGP_W).unwrap();
-        let gs = train::g_losses(&model, &batch, fake, train::SIM_W, train::PIXEL_W).unwrap();
+        let gs = train::g_losses(&model, &batch, fake, &train::GTerms::RELEASED).unwrap();
         (d.loss_real, d.loss_fake, gs.loss_g, train::grad_norm(&gs.grads).unwrap())
     };
     let plain = with(None);
@@ -387,7 +387,7 @@ fn pixel_w_pulls_fakes_towards_their_real_image() {
     let mut run = |w: f32| {
         let fake = train::generate_fake(&mut model, &batch).unwrap();
         let images = fake.images.value().to_vec().unwrap();
-        (images, train::g_losses(&model, &batch, fake, train::SIM_W, w).unwrap())
+        (images, train::g_losses(&model, &batch, fake, &train::GTerms { pixel_w: w, ..train::GTerms::RELEASED }).unwrap())
     };
     let (fake, off) = run(0.0);
     let (again, one) = run(1.0);
@@ -425,4 +425,97 @@ fn pixel_w_pulls_fakes_towards_their_real_image() {
         let want = signs / n as f64;
         assert!(((b[c] - a[c]) as f64 - want).abs() <= 1e-5, "{bias}[{c}]: {} vs {want}", b[c] - a[c]);
     }
+}
+
+/// `--div-w`: G draws a second fake on the same tape from a second noise; `diversity` is
+/// mean |G(z₁, s) − G(z₂, s)| / mean |z₁ − z₂| (host-counted to 1e-5), L_G loses div_w × it
+/// below the cap and div_w × cap (no gradient) above, the gradient scales with the weight,
+/// vanishes at G's output bias (a bias moves both fakes alike) and matches a central
+/// difference of the ratio at to_rgb's largest-gradient weight.
+#[test]
+fn div_w_rewards_two_noises_drawing_apart() {
+    let g = gpu();
+    let (mut model, _, mut batch) = load(&g, "galip");
+    let z1 = batch.noise.to_vec().unwrap();
+    let z2: Vec<f32> = z1.iter().enumerate().map(|(i, x)| 0.5 * x.sin() + ((i * 7919 % 13) as f32 / 6.0 - 1.0)).collect();
+    let dz = z1.iter().zip(&z2).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / z1.len() as f64;
+    let released = {
+        let fake = train::generate_fake(&mut model, &batch).unwrap();
+        let images = fake.images.value().to_vec().unwrap();
+        (images, train::g_losses(&model, &batch, fake, &train::GTerms::RELEASED).unwrap())
+    };
+    assert!(released.1.diversity.is_none(), "no second noise, nothing measured");
+    let want_second = {
+        let alone = Batch { noise: Tensor::from_slice(&g, batch.noise.shape(), &z2).unwrap(), noise2: None, shifts: None, images: batch.images.clone(), sent_emb: batch.sent_emb.clone() };
+        train::generate_fake(&mut model, &alone).unwrap().images.value().to_vec().unwrap()
+    };
+    batch.noise2 = Some(Tensor::from_slice(&g, batch.noise.shape(), &z2).unwrap());
+    let mut run = |w: f32, tau: f32| {
+        let fake = train::generate_fake(&mut model, &batch).unwrap();
+        let pair = (fake.images.value().to_vec().unwrap(), fake.images2.as_ref().expect("a second fake").value().to_vec().unwrap());
+        (pair, train::g_losses(&model, &batch, fake, &train::GTerms { div_w: w, div_tau: tau, ..train::GTerms::RELEASED }).unwrap())
+    };
+    let ((first, second), off) = run(0.0, 10.0);
+    assert_eq!(first, released.0, "the second pass leaves the first fake alone");
+    assert_eq!(second, want_second, "the second fake is G of the second noise");
+    let ratio = first.iter().zip(&second).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / first.len() as f64 / dz;
+    println!("mean |Δz| {dz:.4}, ratio {ratio:.6}; measured {:?}", off.diversity);
+    assert!(ratio > 1e-3, "the fixture's G draws two different fakes");
+    assert!((off.diversity.unwrap() as f64 - ratio).abs() <= 1e-5 * ratio);
+    assert_eq!(off.loss_g, released.1.loss_g, "measured at weight 0, not added");
+    for (name, t) in &released.1.grads {
+        assert_eq!(t.to_vec().unwrap(), off.grads[name].to_vec().unwrap(), "{name}: weight 0 leaves the gradient alone");
+    }
+    let (_, one) = run(1.0, 10.0);
+    let (_, three) = run(3.0, 10.0);
+    let (_, capped) = run(3.0, (ratio / 2.0) as f32);
+    let tol = 1e-5 * (1.0 + off.loss_g.abs());
+    assert!((one.loss_g - (off.loss_g - ratio as f32)).abs() <= tol, "L_G loses 1 × the ratio: {} vs {}", one.loss_g, off.loss_g);
+    assert!((three.loss_g - (off.loss_g - 3.0 * ratio as f32)).abs() <= tol, "L_G loses 3 × the ratio");
+    assert!((capped.loss_g - (off.loss_g - 3.0 * (ratio / 2.0) as f32)).abs() <= tol, "above the cap L_G loses 3 × the cap");
+    let mut seen = 0;
+    for (name, t0) in &off.grads {
+        let (a, b, c, k) = (t0.to_vec().unwrap(), one.grads[name].to_vec().unwrap(), three.grads[name].to_vec().unwrap(), capped.grads[name].to_vec().unwrap());
+        assert_eq!(a, k, "{name}: above the cap the term gives no gradient");
+        let scale = c.iter().chain(&a).fold(0f32, |m, x| m.max(x.abs())).max(1e-12);
+        for ((a, b), c) in a.iter().zip(&b).zip(&c) {
+            assert!(((c - a) - 3.0 * (b - a)).abs() <= 2e-4 * scale, "{name}: {c} − {a} vs 3 × ({b} − {a})");
+        }
+        seen += usize::from(b.iter().zip(&a).any(|(b, a)| b != a));
+    }
+    assert!(seen > 10, "the term reaches G's parameters ({seen} tensors)");
+    let names: Vec<String> = off.grads.keys().filter(|k| k.contains("to_rgb")).cloned().collect();
+    let bias = names.iter().find(|k| k.ends_with("bias")).expect("G has an output bias");
+    let weight = names.iter().find(|k| k.ends_with("weight")).expect("G has an output weight");
+    let (a, b) = (off.grads[bias].to_vec().unwrap(), one.grads[bias].to_vec().unwrap());
+    let scale = b.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
+    for c in 0..3 {
+        assert!((b[c] - a[c]).abs() <= 1e-5 * scale.max(1.0), "{bias}[{c}]: the term's gradient {} is not 0", b[c] - a[c]);
+    }
+    // −∂ratio/∂θ from the tape against a central difference of the ratio, at the weight where
+    // the term's gradient is largest. The ratio is piecewise linear in the images; a step of
+    // 1e-3 crosses few of its kinks, and the ratio is summed in f64 on the host.
+    let (a, b) = (off.grads[weight].to_vec().unwrap(), one.grads[weight].to_vec().unwrap());
+    let (k, analytic) = a.iter().zip(&b).map(|(a, b)| (a - b) as f64).enumerate().max_by(|x, y| x.1.abs().total_cmp(&y.1.abs())).unwrap();
+    let w0 = model.params.get(weight).unwrap().clone();
+    let shape = w0.shape().to_vec();
+    let host = w0.to_vec().unwrap();
+    let eps = 1e-3f32;
+    let mut ratio_at = |delta: f32| {
+        let mut v = host.clone();
+        v[k] += delta;
+        model.params.set(weight, Tensor::from_slice(&g, &shape, &v).unwrap()).unwrap();
+        let draw = |z: &[f32]| model.generate(&Tensor::from_slice(&g, batch.noise.shape(), z).unwrap(), &batch.sent_emb).unwrap().to_vec().unwrap();
+        let (p, q) = (draw(&z1), draw(&z2));
+        p.iter().zip(&q).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / p.len() as f64 / dz
+    };
+    let numeric = (ratio_at(eps) - ratio_at(-eps)) / (2.0 * eps as f64);
+    println!("{weight}[{k}]: ∂ratio/∂θ tape {analytic:.6e}, central difference {numeric:.6e}");
+    assert!(analytic.abs() > 1e-6, "the chosen weight moves the ratio");
+    assert!((analytic - numeric).abs() <= 2e-2 * analytic.abs(), "tape {analytic} vs difference {numeric}");
+    batch.noise2 = Some(Tensor::zeros(&g, &[1, model.config.z_dim]).unwrap());
+    assert!(train::generate_fake(&mut model, &batch).is_err(), "a second noise of the wrong batch size is refused");
+    batch.noise2 = None;
+    let fake = train::generate_fake(&mut model, &batch).unwrap();
+    assert!(train::g_losses(&model, &batch, fake, &train::GTerms { div_w: 1.0, ..train::GTerms::RELEASED }).is_err(), "div_w without a second noise is refused");
 }

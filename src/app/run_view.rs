@@ -23,6 +23,8 @@ pub struct Point {
     pub magp: f64,
     /// mean |fake − its real image| (runs from before it was logged: NaN, not drawn).
     pub pixel: f64,
+    /// mean |G(z₁) − G(z₂)| / mean |z₁ − z₂| (only runs that reward diversity log it).
+    pub diversity: f64,
     pub images_per_s: f64,
     pub step_s: f64,
     pub wall_s: f64,
@@ -40,6 +42,7 @@ impl Point {
             cos: f("cos"),
             magp: f("magp"),
             pixel: f("pixel"),
+            diversity: f("diversity"),
             images_per_s: f("images_per_s"),
             step_s: f("step_s"),
             wall_s: f("wall_s"),
@@ -332,6 +335,7 @@ impl RunView {
                     ("cos (image, text)", egui::Color32::from_rgb(110, 200, 110), smooth(&pick(|p| p.cos), a)),
                     ("MA-GP", egui::Color32::from_rgb(220, 180, 60), smooth(&pick(|p| p.magp), a)),
                     ("L1 to its real image", egui::Color32::from_rgb(180, 120, 220), smooth(&pick(|p| p.pixel), a)),
+                    ("change per unit of noise", egui::Color32::from_rgb(90, 200, 210), smooth(&pick(|p| p.diversity), a)),
                 ]);
             });
             if let (Some(t), Some(step)) = (&self.sample, self.sample_step) {

@@ -48,6 +48,7 @@ pub fn step_timing(gpu: &Gpu, config: ModelConfig, batch: usize, warmup: usize, 
         sent_emb: Tensor::from_slice(gpu, &[batch, c.cond_dim], &rng.normals(batch * c.cond_dim))?,
         noise: Tensor::from_slice(gpu, &[batch, c.z_dim], &rng.normals(batch * c.z_dim))?,
         shifts: None,
+        noise2: None,
     };
     let mut opt_d = Adam::new(&[NET_D, NET_C], BETAS, EPS);
     let mut opt_g = Adam::new(&[NET_G], BETAS, EPS);

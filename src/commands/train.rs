@@ -75,6 +75,14 @@ pub struct TrainArgs {
     /// same caption (pix2pix's pairing; not in the released code; default 0: off)
     #[arg(long, conflicts_with = "resume")]
     pixel_w: Option<f32>,
+    /// Weight of a diversity reward in L_G: G draws a second fake for the same captions with
+    /// other noise, and L_G subtracts W · min(mean|G(z1) − G(z2)| / mean|z1 − z2|, --div-tau)
+    /// (DSGAN's term; not in the released code; default 0: off). Costs one more G pass.
+    #[arg(long, conflicts_with = "resume")]
+    div_w: Option<f32>,
+    /// Where the diversity reward is capped (default 0.25).
+    #[arg(long, conflicts_with = "resume")]
+    div_tau: Option<f32>,
     /// Move each real and fake image by up to K pixels (random, per step) before CLIP sees
     /// it: DiffAugment's translation, not in the released code (default 0: off).
     #[arg(long, conflicts_with = "resume")]
@@ -203,6 +211,8 @@ pub fn train(gpu: &Gpu, a: &TrainArgs) -> Result<()> {
             config.sim_w = a.sim_w.unwrap_or(config.sim_w);
             config.magp_w = a.magp_w.unwrap_or(config.magp_w);
             config.pixel_w = a.pixel_w.unwrap_or(config.pixel_w);
+            config.div_w = a.div_w.unwrap_or(config.div_w);
+            config.div_tau = a.div_tau.unwrap_or(config.div_tau);
             config.augment_shift = a.augment_shift.unwrap_or(config.augment_shift);
             config.workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4));
             let model = match &a.model {
@@ -243,7 +253,7 @@ fn describe(run: &Run) {
     let c = &run.config;
     let (g, d, nc) = run.model.parameter_counts();
     eprintln!(
-        "data: {} ({} images, {} captions, {:?} layout{}); model {} {}×{} (netG {g}, netD {d}, netC {nc}); batch {}, {} steps, seed {}, lr G {} D {}, sim_w {}, magp_w {}{}{}",
+        "data: {} ({} images, {} captions, {:?} layout{}); model {} {}×{} (netG {g}, netD {d}, netC {nc}); batch {}, {} steps, seed {}, lr G {} D {}, sim_w {}, magp_w {}{}{}{}",
         c.data.display(),
         run.dataset.items.len(),
         run.dataset.caption_count(),
@@ -260,6 +270,7 @@ fn describe(run: &Run) {
         c.sim_w,
         c.magp_w,
         if c.pixel_w > 0.0 { format!(", pixel_w {}", c.pixel_w) } else { String::new() },
+        if c.div_w > 0.0 { format!(", div_w {} (cap {})", c.div_w, c.div_tau) } else { String::new() },
         if c.augment_shift > 0 { format!(", augment shift ±{} px", c.augment_shift) } else { String::new() }
     );
 }
@@ -270,7 +281,7 @@ fn progress(r: &StepReport, started_at: u64, elapsed: f64) {
     let eta = per * (r.steps - r.step) as f64;
     let m = &r.metrics;
     eprint!(
-        "\rstep {}/{}  L_D {:.3} (real {:.3} mis {:.3} fake {:.3} gp {:.3})  L_G {:.3} cos {:.3} L1 {:.3}  {:.2} img/s  ETA {}   ",
+        "\rstep {}/{}  L_D {:.3} (real {:.3} mis {:.3} fake {:.3} gp {:.3})  L_G {:.3} cos {:.3} L1 {:.3}{}  {:.2} img/s  ETA {}   ",
         r.step,
         r.steps,
         m.loss_d,
@@ -281,6 +292,7 @@ fn progress(r: &StepReport, started_at: u64, elapsed: f64) {
         m.loss_g,
         m.cos,
         m.pixel,
+        m.diversity.map(|d| format!(" div {d:.3}")).unwrap_or_default(),
         r.images_per_s,
         fmt_time(eta)
     );

@@ -34,6 +34,34 @@ pub const MAGP_W: f32 = 2.0;
 /// Weight of the pixel term in L_G: 0, as released (see `g_losses`).
 pub const PIXEL_W: f32 = 0.0;
 
+/// Weight of the diversity term in L_G: 0, as released (see `g_losses`).
+pub const DIV_W: f32 = 0.0;
+
+/// Where the diversity term stops paying: the ratio mean|G(z₁, s) − G(z₂, s)| / mean|z₁ − z₂|
+/// it rewards up to. On the synthetic faces (tools/measure/real_pairs.py, 32 px, [-1, 1]) two
+/// real images with every attribute equal differ by a mean |Δ| of 0.10, two that match the
+/// README's prompt (background and skin left free) by 0.37, two at random by 0.42; two normal
+/// noise vectors differ by 2/√π ≈ 1.13 per entry. So 0.25 (a mean |Δ| of 0.28) asks for less
+/// spread than a prompt that leaves attributes free has in the data, more than a full one.
+pub const DIV_TAU: f32 = 0.25;
+
+/// L_G's weights. `GTerms::RELEASED` is the released objective.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GTerms {
+    /// The text–image cosine term (released `sim_w`).
+    pub sim_w: f32,
+    /// The L1 pull towards the batch's real image (not released; 0 is off).
+    pub pixel_w: f32,
+    /// The diversity reward (not released; 0 is off; needs `Batch::noise2`).
+    pub div_w: f32,
+    /// The ratio the diversity reward is capped at.
+    pub div_tau: f32,
+}
+
+impl GTerms {
+    pub const RELEASED: GTerms = GTerms { sim_w: SIM_W, pixel_w: PIXEL_W, div_w: DIV_W, div_tau: DIV_TAU };
+}
+
 /// The central difference's step for MA-GP's parameter gradient, relative: the inputs move by
 /// MAGP_STEP · ‖(feats_r, s)‖ along v. With the LeakyReLU slopes frozen at feats_r the network
 /// is affine in its input, so the difference is exact at any step; a large one keeps f32
@@ -41,12 +69,14 @@ pub const PIXEL_W: f32 = 0.0;
 pub const MAGP_STEP: f32 = 1.0;
 
 /// One batch: images [B, 3, S, S] in [-1, 1], sentence embeddings [B, cond], noise [B, z],
-/// and, when the run augments, the shifts that move real and fake images before CLIP sees them.
+/// and, when the run augments, the shifts that move real and fake images before CLIP sees
+/// them; when it rewards diversity, a second noise [B, z] for the same captions.
 pub struct Batch {
     pub images: Tensor,
     pub sent_emb: Tensor,
     pub noise: Tensor,
     pub shifts: Option<Shifts>,
+    pub noise2: Option<Tensor>,
 }
 
 /// DiffAugment's translation (Zhao et al. 2020), drawn per sample and separately for the real
@@ -73,6 +103,11 @@ impl Batch {
                 return Err(Error::shape("train batch", format!("shifts {:?} and {:?} for {b} images, expected [{b}, 2]", sh.real.shape(), sh.fake.shape())));
             }
         }
+        if let Some(z2) = &self.noise2 {
+            if z2.shape() != [b, c.z_dim] {
+                return Err(Error::shape("train batch", format!("noise2 {:?} for {b} images, expected [{b}, {}]", z2.shape(), c.z_dim)));
+            }
+        }
         if self.sent_emb.shape() != [b, c.cond_dim] || self.noise.shape() != [b, c.z_dim] {
             return Err(Error::shape(
                 "train batch",
@@ -93,6 +128,9 @@ pub struct Fake {
     pub features: Var,
     pub embedding: Var,
     pub images: Var,
+    /// G(noise2, s) on the same tape, when the batch has a second noise (only L_G's
+    /// diversity term sees it: D and CLIP do not).
+    pub images2: Option<Var>,
 }
 
 /// G(z, s) in training mode, then the discriminator's CLIP view of it, on one tape.
@@ -105,15 +143,21 @@ pub fn generate_fake(model: &mut Model, batch: &Batch) -> Result<Fake> {
     // encoder is frozen): no parameter sees that gradient, so s is a constant here.
     let s = tape.constant(batch.sent_emb.clone());
     let images = model.generate_on(&cx, &z, &s)?;
+    let images2 = match &batch.noise2 {
+        Some(z2) => Some(model.generate_on(&cx, &tape.constant(z2.clone()), &s)?),
+        None => None,
+    };
     let g_vars = cx.finish();
     let seen = match &batch.shifts {
         Some(sh) => tape.translate(&images, &sh.fake)?,
         None => images.clone(),
     };
     let (features, embedding) = model.clip_features(&tape, &seen)?;
-    // G ran in training mode: BatchNorm counts the pass, as torch does.
-    model.params.count_batch_norm_pass(NET_G)?;
-    Ok(Fake { tape, g_vars, features, embedding, images })
+    // G ran in training mode: BatchNorm counts each pass, as torch does.
+    for _ in 0..1 + usize::from(images2.is_some()) {
+        model.params.count_batch_norm_pass(NET_G)?;
+    }
+    Ok(Fake { tape, g_vars, features, embedding, images, images2 })
 }
 
 /// MA-GP at (feats_r, s) and its gradient with respect to NetD/NetC's parameters.
@@ -329,12 +373,23 @@ pub struct GStep {
     pub cos: f32,
     /// mean |G(z, s) − x| over the batch's pixels (L_G adds pixel_w × it; measured either way).
     pub pixel: f32,
+    /// mean |G(z₁, s) − G(z₂, s)| / mean |z₁ − z₂|, when the batch has a second noise (L_G
+    /// subtracts div_w × min(it, div_tau)).
+    pub diversity: Option<f32>,
     pub grads: BTreeMap<String, Tensor>,
 }
 
+/// mean |a − b| on the tape; |d| = relu(d) + relu(−d), from ops the tape already has.
+fn mean_abs_diff(t: &Tape, a: &Var, b: &Var) -> Result<Var> {
+    let d = t.axpy(a, -1.0, b)?;
+    let neg = t.activation(&d, Activation::Scale(-1.0, 0.0))?;
+    let abs = t.add(&t.activation(&d, Activation::Relu)?, &t.activation(&neg, Activation::Relu)?)?;
+    t.reshape(&mean_all(t, &abs)?, &[1])
+}
+
 /// L_G and G's gradients through the fake's tape, with NetD/NetC as they are now (after
-/// the D step, as in the released loop) and frozen here. `sim_w` weighs the cosine term
-/// (released: SIM_W).
+/// the D step, as in the released loop) and frozen here; `terms` weighs L_G's parts
+/// (released: [`GTerms::RELEASED`]).
 ///
 /// `pixel_w` (released: 0, i.e. absent) adds pixel_w · mean |G(z, s) − x|: an L1 pull of each
 /// fake towards the batch's real image of the same caption, as pix2pix (Isola et al. 2017)
@@ -344,33 +399,60 @@ pub struct GStep {
 /// not look like faces (docs/evaluation.md); the L1 term asks for the caption's typical
 /// picture (the per-pixel median of its images) and leaves sharpness to the critic. The real
 /// image is the one the loader gave, before any DiffAugment shift (that move is for CLIP).
-pub fn g_losses(model: &Model, batch: &Batch, fake: Fake, sim_w: f32, pixel_w: f32) -> Result<GStep> {
+///
+/// `div_w` (released: 0) subtracts div_w · min(mean |G(z₁, s) − G(z₂, s)| / mean |z₁ − z₂|,
+/// div_tau): DSGAN's diversity-sensitive term (Yang et al. 2019; MSGAN's ratio, Mao et al.
+/// 2019), both fakes on one tape so the gradient reaches G through each. Not in GALIP or
+/// RATLIP either. It exists because G here learns to ignore its noise (a per-pixel L1 to a
+/// random image of the caption even rewards that: its optimum is one median image per
+/// caption), so every seed of a prompt drew the same picture. Past the cap the reward is
+/// constant and gives no gradient, so spread is asked for, not pushed without bound.
+pub fn g_losses(model: &Model, batch: &Batch, fake: Fake, terms: &GTerms) -> Result<GStep> {
     batch.check(model)?;
-    let Fake { tape, g_vars, features, embedding, images } = fake;
+    let Fake { tape, g_vars, features, embedding, images, images2 } = fake;
     let cx = Bind::new(&tape, &model.params, &[], true);
     let s = tape.constant(batch.sent_emb.clone());
     let out = model.judge(&cx, &features, &s)?;
     drop(cx.finish());
     let adv = tape.activation(&tape.reshape(&mean_all(&tape, &out)?, &[1])?, Activation::Scale(-1.0, 0.0))?;
     let cos = tape.mean(&cosine_rows(&tape, &embedding, &batch.sent_emb)?, &[0], true)?;
-    let mut l_g = tape.axpy(&adv, -sim_w, &cos)?;
-    // |d| = relu(d) + relu(−d): the L1 term from ops the tape already has.
-    let d = tape.axpy(&images, -1.0, &tape.constant(batch.images.clone()))?;
-    let neg = tape.activation(&d, Activation::Scale(-1.0, 0.0))?;
-    let abs = tape.add(&tape.activation(&d, Activation::Relu)?, &tape.activation(&neg, Activation::Relu)?)?;
-    let pixel = tape.reshape(&mean_all(&tape, &abs)?, &[1])?;
+    let mut l_g = tape.axpy(&adv, -terms.sim_w, &cos)?;
+    let pixel = mean_abs_diff(&tape, &images, &tape.constant(batch.images.clone()))?;
     let pixel_v = scalar(pixel.value())?;
-    if pixel_w > 0.0 {
-        l_g = tape.axpy(&l_g, pixel_w, &pixel)?;
+    if terms.pixel_w > 0.0 {
+        l_g = tape.axpy(&l_g, terms.pixel_w, &pixel)?;
     }
-    let (loss_g, loss_adv, cos_v) = (scalar(l_g.value())?, scalar(adv.value())?, scalar(cos.value())?);
+    // A clamped diversity term is a constant: it moves L_G's value, not its gradient.
+    let mut constant = 0.0;
+    let diversity = match (&images2, &batch.noise2) {
+        (Some(images2), Some(z2)) => {
+            let dz: Vec<f32> = batch.noise.to_vec()?.iter().zip(z2.to_vec()?).map(|(a, b)| (a - b).abs()).collect();
+            let dz = dz.iter().map(|&x| x as f64).sum::<f64>() / dz.len().max(1) as f64;
+            if !(dz > 0.0) {
+                return Err(Error::Other("diversity term: the two noises are equal".into()));
+            }
+            let spread = mean_abs_diff(&tape, &images, images2)?;
+            let ratio = (scalar(spread.value())? as f64 / dz) as f32;
+            if terms.div_w > 0.0 {
+                if ratio < terms.div_tau {
+                    l_g = tape.axpy(&l_g, -terms.div_w / dz as f32, &spread)?;
+                } else {
+                    constant = -terms.div_w * terms.div_tau;
+                }
+            }
+            Some(ratio)
+        }
+        _ if terms.div_w > 0.0 => return Err(Error::Other("diversity term: div_w > 0 needs a batch with a second noise (Batch::noise2)".into())),
+        _ => None,
+    };
+    let (loss_g, loss_adv, cos_v) = (scalar(l_g.value())? + constant, scalar(adv.value())?, scalar(cos.value())?);
     let mut g = tape.backward(&l_g)?;
-    Ok(GStep { loss_g, loss_adv, cos: cos_v, pixel: pixel_v, grads: g_vars.gradients(&mut g) })
+    Ok(GStep { loss_g, loss_adv, cos: cos_v, pixel: pixel_v, diversity, grads: g_vars.gradients(&mut g) })
 }
 
 /// G step: L_G, gradients, then Adam on G.
 pub fn g_step(model: &mut Model, opt_g: &mut Adam, batch: &Batch, fake: Fake, lr: f32) -> Result<GStep> {
-    let out = g_losses(model, batch, fake, SIM_W, PIXEL_W)?;
+    let out = g_losses(model, batch, fake, &GTerms::RELEASED)?;
     opt_g.step(&mut model.params, &out.grads, lr)?;
     Ok(out)
 }
@@ -387,6 +469,7 @@ pub struct Metrics {
     pub loss_g_adv: f32,
     pub cos: f32,
     pub pixel: f32,
+    pub diversity: Option<f32>,
     pub grad_norm_d: f32,
     pub grad_norm_g: f32,
     pub magp_step: f32,
@@ -405,6 +488,7 @@ impl Metrics {
             loss_g_adv: g.loss_adv,
             cos: g.cos,
             pixel: g.pixel,
+            diversity: g.diversity,
             grad_norm_d,
             grad_norm_g,
             magp_step: d.magp_step,

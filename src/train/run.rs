@@ -32,7 +32,7 @@ use super::adam::{Adam, BETAS, EPS, LR_D, LR_G};
 use super::checkpoints::{checkpoint_paths, drive, io, keep_newest, Steps};
 pub use super::checkpoints::{checkpoint_steps, Outcome};
 use super::data::{Dataset, Loader, Position, TextCache};
-use super::objective::{d_losses, g_losses, generate_fake, grad_norm, Batch, Metrics, Shifts, MAGP_W, PIXEL_W, SIM_W};
+use super::objective::{d_losses, g_losses, generate_fake, grad_norm, Batch, GTerms, Metrics, Shifts, DIV_TAU, DIV_W, MAGP_W, PIXEL_W, SIM_W};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::images;
@@ -49,6 +49,11 @@ fn default_sim_w() -> f32 {
 /// Likewise for MA-GP's weight.
 fn default_magp_w() -> f32 {
     MAGP_W
+}
+
+/// Runs from before the diversity term have it off; the cap is then never read.
+fn default_div_tau() -> f32 {
+    DIV_TAU
 }
 
 /// Everything that defines a run; written to RUN_DIR/config.json.
@@ -78,6 +83,12 @@ pub struct RunConfig {
     /// Weight of L_G's L1 pixel term (0: off, as released; see `objective::g_losses`).
     #[serde(default)]
     pub pixel_w: f32,
+    /// Weight of L_G's diversity reward (0: off, as released; see `objective::g_losses`).
+    #[serde(default)]
+    pub div_w: f32,
+    /// The noise-to-image ratio the diversity reward is capped at.
+    #[serde(default = "default_div_tau")]
+    pub div_tau: f32,
     /// DiffAugment translation before CLIP: each real and fake image moves by up to this many
     /// pixels a step (0: off, as released; see `objective::Shifts`).
     #[serde(default)]
@@ -107,11 +118,18 @@ impl RunConfig {
             sim_w: SIM_W,
             magp_w: MAGP_W,
             pixel_w: PIXEL_W,
+            div_w: DIV_W,
+            div_tau: DIV_TAU,
             augment_shift: 0,
             samples: 8,
             workers: 2,
             ratlip_version: env!("CARGO_PKG_VERSION").into(),
         }
+    }
+
+    /// L_G's weights as this run sets them.
+    pub fn g_terms(&self) -> GTerms {
+        GTerms { sim_w: self.sim_w, pixel_w: self.pixel_w, div_w: self.div_w, div_tau: self.div_tau }
     }
 
     fn validate(&self) -> Result<()> {
@@ -132,6 +150,9 @@ impl RunConfig {
         }
         if !(self.pixel_w.is_finite() && self.pixel_w >= 0.0) {
             return Err(Error::Other(format!("pixel_w must be finite and ≥ 0, got {}", self.pixel_w)));
+        }
+        if !(self.div_w.is_finite() && self.div_w >= 0.0 && self.div_tau.is_finite() && self.div_tau > 0.0) {
+            return Err(Error::Other(format!("div_w must be finite and ≥ 0 and div_tau finite and > 0, got {} and {}", self.div_w, self.div_tau)));
         }
         if self.augment_shift >= self.model.image_size {
             return Err(Error::Other(format!("--augment-shift {} must be below the image size {}", self.augment_shift, self.model.image_size)));
@@ -330,6 +351,8 @@ impl Run {
             sent_emb: Tensor::from_slice(&gpu, &[b, cond], &sent)?,
             noise: Tensor::from_slice(&gpu, &[b, z], &noise)?,
             shifts,
+            // Drawn last and only when on, so runs without it keep their noise and shifts.
+            noise2: if self.config.div_w > 0.0 { Some(Tensor::from_slice(&gpu, &[b, z], &self.rng.normals(b * z))?) } else { None },
         };
         let step = self.step + 1;
         let good = self.last_checkpoint.as_ref().map_or("none yet".to_string(), |(_, p)| p.display().to_string());
@@ -338,8 +361,8 @@ impl Run {
         check_losses(step, &[("loss_real", d.loss_real), ("loss_mis", d.loss_mis), ("loss_fake", d.loss_fake), ("magp", d.magp), ("loss_d", d.loss_d)], &good)?;
         let grad_norm_d = check_grads(step, "L_D", &d.grads, &good)?;
         self.opt_d.step(&mut self.model.params, &d.grads, self.config.lr_d)?;
-        let g = g_losses(&self.model, &batch, fake, self.config.sim_w, self.config.pixel_w)?;
-        check_losses(step, &[("loss_g", g.loss_g), ("loss_g_adv", g.loss_adv), ("cos", g.cos), ("pixel", g.pixel)], &good)?;
+        let g = g_losses(&self.model, &batch, fake, &self.config.g_terms())?;
+        check_losses(step, &[("loss_g", g.loss_g), ("loss_g_adv", g.loss_adv), ("cos", g.cos), ("pixel", g.pixel), ("diversity", g.diversity.unwrap_or(0.0))], &good)?;
         let grad_norm_g = check_grads(step, "L_G", &g.grads, &good)?;
         self.opt_g.step(&mut self.model.params, &g.grads, self.config.lr_g)?;
         self.step = step;
@@ -361,12 +384,16 @@ impl Run {
 
     fn log(&self, r: &StepReport) -> Result<()> {
         let m = &r.metrics;
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "step": r.step, "loss_real": m.loss_real, "loss_mis": m.loss_mis, "loss_fake": m.loss_fake, "magp": m.magp,
             "loss_d": m.loss_d, "loss_g": m.loss_g, "loss_g_adv": m.loss_g_adv, "cos": m.cos, "pixel": m.pixel,
             "grad_norm_d": m.grad_norm_d, "grad_norm_g": m.grad_norm_g, "magp_step": m.magp_step,
             "images_per_s": r.images_per_s, "step_s": r.step_s, "wall_s": r.wall_s, "epoch": r.epoch, "skipped_images": r.skipped,
         });
+        // Measured only with a second noise, i.e. when the run rewards diversity.
+        if let Some(d) = m.diversity {
+            line["diversity"] = d.into();
+        }
         let path = self.dir.join("metrics.jsonl");
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io(&path, e))?;
         writeln!(f, "{line}").map_err(|e| io(&path, e))
