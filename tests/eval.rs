@@ -146,6 +146,22 @@ fn evaluation_of_real_images_is_the_ceiling_and_the_cli_writes_a_report() {
     assert_eq!(one[0], generated[0]);
     let sc = eval::evaluate(&model.clip, &examples, &generated, None, &opts).unwrap();
     assert!(sc.fd.is_finite() && sc.fd > 0.0 && sc.generated.clip_score.is_finite());
+    // Variety: one group per prompt (the first 16 at most), one image per seed.
+    let groups = eval::generate_variety(&model, &examples, &opts).unwrap();
+    assert_eq!((groups.len(), groups[0].len()), (12, eval::VARIETY_SEEDS));
+    let v = eval::variety(&model.clip, &groups).unwrap();
+    println!("variety of a random tiny G: {v:?}");
+    assert!(v.pixel_l1 > 0.0 && v.feature_distance > 0.0, "a random G's noise changes its images: {v:?}");
+    // Identical images have none; images one constant byte step k apart have exactly k·2/255.
+    let same = eval::variety(&model.clip, &[vec![reals[0].clone(); 3]]).unwrap();
+    assert_eq!(same.pixel_l1, 0.0);
+    assert!(same.feature_distance.abs() < 1e-6, "{}", same.feature_distance);
+    let mut lifted = reals[0].clone();
+    lifted.data.iter_mut().for_each(|b| *b = (*b).min(200));
+    let mut up = lifted.clone();
+    up.data.iter_mut().for_each(|b| *b += 10);
+    let apart = eval::variety(&model.clip, &[vec![lifted, up]]).unwrap();
+    assert!((apart.pixel_l1 - 20.0 / 255.0).abs() < 1e-12, "{}", apart.pixel_l1);
     let against = eval::evaluate(&model.clip, &examples, &generated, Some(&back), &opts).unwrap();
     assert!((against.fd - sc.fd).abs() <= 1e-4 * sc.fd, "FD against the saved statistics {} vs {}", against.fd, sc.fd);
     assert!(eval::load_stats(&dir.join("m.missing")).is_err());
@@ -163,6 +179,8 @@ fn evaluation_of_real_images_is_the_ceiling_and_the_cli_writes_a_report() {
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["count"], 8);
     assert!(report["fd"].as_f64().unwrap().is_finite());
+    assert_eq!((report["variety"]["prompts"].as_u64(), report["variety"]["seeds"].as_u64()), (Some(8), Some(eval::VARIETY_SEEDS as u64)));
+    assert!(report["variety"]["pixel_l1"].as_f64().unwrap() > 0.0);
     assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("| FD"));
     let text = ratlip::images::png_text(&out.join("samples.png")).unwrap();
     assert!(text.iter().any(|(k, v)| k == "prompts" && v.starts_with("portrait of")), "{text:?}");

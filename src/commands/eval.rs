@@ -70,6 +70,8 @@ pub fn eval(gpu: &Gpu, a: &EvalArgs) -> Result<()> {
     eprintln!();
     eprintln!("measuring (evaluator features of {} real and {} generated images)", examples.len(), generated.len());
     let scores = eval::evaluate(&evaluator, &examples, &generated, reference.as_ref(), &opts)?;
+    eprintln!("variety: {} prompts × {} seeds", examples.len().min(eval::VARIETY_PROMPTS), eval::VARIETY_SEEDS);
+    let variety = eval::variety(&evaluator, &eval::generate_variety(&model, &examples, &opts)?)?;
     if let Some(p) = &a.write_stats {
         let meta = [("evaluator", a.evaluator.display().to_string()), ("data", a.data.display().to_string())];
         eval::save_stats(p, &scores.real_stats, &meta)?;
@@ -88,6 +90,7 @@ pub fn eval(gpu: &Gpu, a: &EvalArgs) -> Result<()> {
         generated: scores.generated,
         real: scores.real,
         chance: eval::chance(),
+        variety,
         seconds: t0.elapsed().as_secs_f64(),
     };
     let files = eval::write_report(&a.out, &report, &examples, &generated)?;

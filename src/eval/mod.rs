@@ -24,6 +24,12 @@
 //!   (`ratlip clip eval`'s prompt per class, highest cosine wins) and (b) by detectors that read
 //!   the renderer's palette off the pixels ([`faces::detect`]). Real images get the same
 //!   measures, as the ceiling.
+//! - **Variety over seeds**: the first 16 prompts, 8 images each from their own noise stream
+//!   ([`generate_variety`]); the mean |Δ| of every pair of one prompt's images (8-bit pixels
+//!   read as [-1, 1]) and the mean 1 − cos of their evaluator embeddings. FD does not see a G
+//!   that ignores its noise if its one image per prompt is good; this does. For scale: two
+//!   real faces with every attribute equal (what these prompts state) differ by about 0.10,
+//!   two at random by 0.42 (`tools/measure/real_pairs.py` on the training set).
 
 pub mod faces;
 pub mod frechet;
@@ -88,6 +94,8 @@ pub struct Report {
     pub real: Measures,
     /// attribute → chance accuracy (1 / classes).
     pub chance: BTreeMap<String, f64>,
+    /// How much the noise changes the generated image of one prompt.
+    pub variety: Variety,
     pub seconds: f64,
 }
 
@@ -214,20 +222,73 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 /// G's images for the examples' prompts, image i from seed_noise(seed, i).
 pub fn generate(model: &Model, examples: &[Example], opts: &Options, progress: &dyn Fn(usize, usize)) -> Result<Vec<Rgb8>> {
-    let c = &model.config;
     let prompts: Vec<String> = examples.iter().map(|e| e.prompt.clone()).collect();
-    let sent = model.clip.embed_texts(&prompts)?;
+    draw(model, &prompts, &|i| seed_noise(opts.seed, i as u64, model.config.z_dim), opts.batch, progress)
+}
+
+/// G's image i for prompts[i] and noise(i), `batch` at a time (eval mode).
+fn draw(model: &Model, prompts: &[String], noise: &dyn Fn(usize) -> Vec<f32>, batch: usize, progress: &dyn Fn(usize, usize)) -> Result<Vec<Rgb8>> {
+    let c = &model.config;
+    let sent = model.clip.embed_texts(prompts)?;
     let gpu = model.params.gpu();
-    let mut out = Vec::with_capacity(examples.len());
-    for start in (0..examples.len()).step_by(opts.batch.max(1)) {
-        let n = opts.batch.max(1).min(examples.len() - start);
-        let z: Vec<f32> = (start..start + n).flat_map(|i| seed_noise(opts.seed, i as u64, c.z_dim)).collect();
+    let mut out = Vec::with_capacity(prompts.len());
+    for start in (0..prompts.len()).step_by(batch.max(1)) {
+        let n = batch.max(1).min(prompts.len() - start);
+        let z: Vec<f32> = (start..start + n).flat_map(noise).collect();
         let s: Vec<f32> = sent[start..start + n].iter().flatten().copied().collect();
         let img = model.generate(&Tensor::from_slice(gpu, &[n, c.z_dim], &z)?, &Tensor::from_slice(gpu, &[n, c.cond_dim], &s)?)?;
         out.extend(images::from_chw(&img.to_vec()?, img.shape())?);
-        progress(start + n, examples.len());
+        progress(start + n, prompts.len());
     }
     Ok(out)
+}
+
+/// Prompts (the examples' first) and seeds per prompt of the variety measure.
+pub const VARIETY_PROMPTS: usize = 16;
+pub const VARIETY_SEEDS: usize = 8;
+/// The variety images' noise stream, apart from the main images' (seed ^ this).
+const VARIETY_STREAM: u64 = 0x5641_5249_4554_5900;
+
+/// How much the noise changes the image of one prompt.
+#[derive(Debug, Clone, Serialize)]
+pub struct Variety {
+    pub prompts: usize,
+    pub seeds: usize,
+    /// mean |a − b| of two seeds' images of one prompt (pixels in [-1, 1]), over every pair.
+    pub pixel_l1: f64,
+    /// mean 1 − cos of the evaluator's embeddings of the same pairs.
+    pub feature_distance: f64,
+}
+
+/// The variety images: for each of the first VARIETY_PROMPTS examples, VARIETY_SEEDS images,
+/// image k of prompt p from seed_noise(seed ^ VARIETY_STREAM, p · VARIETY_SEEDS + k).
+pub fn generate_variety(model: &Model, examples: &[Example], opts: &Options) -> Result<Vec<Vec<Rgb8>>> {
+    let p = examples.len().min(VARIETY_PROMPTS);
+    let prompts: Vec<String> = examples[..p].iter().flat_map(|e| std::iter::repeat(e.prompt.clone()).take(VARIETY_SEEDS)).collect();
+    let imgs = draw(model, &prompts, &|i| seed_noise(opts.seed ^ VARIETY_STREAM, i as u64, model.config.z_dim), opts.batch, &|_, _| {})?;
+    Ok(imgs.chunks(VARIETY_SEEDS).map(<[Rgb8]>::to_vec).collect())
+}
+
+/// [`Variety`] of groups of images (one group per prompt, one image per seed).
+pub fn variety(evaluator: &Clip, groups: &[Vec<Rgb8>]) -> Result<Variety> {
+    let (mut l1, mut dist, mut pairs) = (0.0, 0.0, 0usize);
+    for g in groups {
+        let feats = embed_images(evaluator, g)?;
+        for a in 0..g.len() {
+            for b in a + 1..g.len() {
+                if g[a].data.len() != g[b].data.len() {
+                    return Err(Error::shape("variety", format!("images of {} and {} values in one group", g[a].data.len(), g[b].data.len())));
+                }
+                let sum: u64 = g[a].data.iter().zip(&g[b].data).map(|(&x, &y)| x.abs_diff(y) as u64).sum();
+                // Bytes 0..255 stand for [-1, 1]: one step is 2/255.
+                l1 += sum as f64 * (2.0 / 255.0) / g[a].data.len().max(1) as f64;
+                dist += 1.0 - cosine(&feats[a], &feats[b]);
+                pairs += 1;
+            }
+        }
+    }
+    let n = pairs.max(1) as f64;
+    Ok(Variety { prompts: groups.len(), seeds: groups.first().map_or(0, Vec::len), pixel_l1: l1 / n, feature_distance: dist / n })
 }
 
 /// The measures of one image set against the examples' prompts and attributes.
@@ -332,6 +393,11 @@ impl Report {
         for (attr, acc) in &self.generated.detected {
             s += &format!("| {attr}, detector (chance {:.2}) | {acc:.3} | {:.3} |\n", self.chance.get(attr).copied().unwrap_or(0.0), self.real.detected.get(attr).copied().unwrap_or(f64::NAN));
         }
+        let v = &self.variety;
+        s += &format!(
+            "\nVariety over seeds ({} prompts × {} seeds, every pair of one prompt's images): mean |Δpixel| {:.4} (pixels in [-1, 1]), evaluator 1 − cos {:.4}.\n",
+            v.prompts, v.seeds, v.pixel_l1, v.feature_distance
+        );
         s += "\nRecipe: `src/eval/mod.rs` (module docs). Samples: `samples.png` (generated, first 32), `real.png` (the same prompts' real images).\n";
         s
     }
