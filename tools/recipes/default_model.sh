@@ -8,9 +8,10 @@
 #
 # Three settings have made what docs/evaluation.md reports, all from this script:
 # - the shipped model (the defaults): 32 px, CLIP A at 32 px / patch 4, every arm trained
-#   with `--augment-shift 4`; the shipped run is the GALIP arm's settings plus `--pixel-w 10`
-#   (its own run folder, galip_pixel), trained to step 2100;
-# - the model shipped before it: the same with PIXEL_W=0 (the GALIP arm itself, trained on);
+#   with `--augment-shift 4`; the shipped run is the GALIP arm's settings plus `--pixel-w 10
+#   --div-w 2` (its own run folder, galip_pixel_div), trained to step 2100;
+# - the two models shipped before it: DIV_W=0 (`--pixel-w 10` alone, folder galip_pixel),
+#   and PIXEL_W=0 DIV_W=0 (the GALIP arm itself, trained on: the released objective);
 # - the ablation, made before that at 24 px without augmentation:
 #     SIZE=24 AUGMENT_SHIFT=0 DEFAULT_ARM=ratlip DEFAULT_STEPS=1200  (2-core CPU, about 2 hours)
 #     SIZE=24 AUGMENT_SHIFT=0 GAN_BATCH=32 ABLATION_STEPS=1500 DEFAULT_ARM=galip DEFAULT_STEPS=4609
@@ -34,7 +35,8 @@ EARLY_STEPS=${EARLY_STEPS:-400}
 GAN_BATCH=${GAN_BATCH:-8}
 DEFAULT_ARM=${DEFAULT_ARM:-galip}                # the arm shipped as assets/default.safetensors,
 DEFAULT_STEPS=${DEFAULT_STEPS:-2100}             # trained on (resumed) to this step
-PIXEL_W=${PIXEL_W:-10}  # the shipped run's `train --pixel-w` (0: the arm's own run, released objective)
+PIXEL_W=${PIXEL_W:-10}  # the shipped run's `train --pixel-w` (with DIV_W=0 too: the arm's own run, released objective)
+DIV_W=${DIV_W:-2}       # the shipped run's `train --div-w`
 HARD_NEGATIVES=${HARD_NEGATIVES:-}  # non-empty: CLIP A trains with `--hard-negatives` (not the shipped
                                     # model's; the evaluator CLIP B never does). Use a fresh WORK_DIR.
 case $SIZE in 32) CLIP_A_CONFIG=clip_a32.json ;; 24) CLIP_A_CONFIG=clip_a.json ;;
@@ -70,8 +72,11 @@ arm_args() { # the config (and flag) of each arm
     ratlip) echo "ratlip_faces$SIZE.json" ;; *) echo "unknown arm $1" >&2; exit 2 ;; esac
 }
 for arm in galip ratlip_no_sa ratlip; do gan "$arm" "$ABLATION_STEPS" $(arm_args "$arm"); done
-if [ "$PIXEL_W" = 0 ]; then SHIPPED=$DEFAULT_ARM; gan "$SHIPPED" "$DEFAULT_STEPS" $(arm_args "$DEFAULT_ARM")
-else SHIPPED=${DEFAULT_ARM}_pixel; gan "$SHIPPED" "$DEFAULT_STEPS" $(arm_args "$DEFAULT_ARM") --pixel-w "$PIXEL_W"; fi
+# The shipped run's folder says which terms it adds to the released objective.
+SHIPPED=$DEFAULT_ARM; EXTRA=()
+if [ "$PIXEL_W" != 0 ]; then SHIPPED+=_pixel; EXTRA+=(--pixel-w "$PIXEL_W"); fi
+if [ "$DIV_W" != 0 ]; then SHIPPED+=_div; EXTRA+=(--div-w "$DIV_W"); fi
+gan "$SHIPPED" "$DEFAULT_STEPS" $(arm_args "$DEFAULT_ARM") ${EXTRA[@]+"${EXTRA[@]}"}
 
 report() { # model out
   [ -f "$2/report.json" ] || "$R" eval --model "$1" --data "$W/faces32_eval" --evaluator "$CLIP_B" --out "$2" --count 500 --seed 0
