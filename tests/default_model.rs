@@ -58,20 +58,24 @@ fn shipped_model_and_evaluator_are_small_and_do_what_the_evaluation_says() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+const README_PROMPT: &str = "a young woman with red hair and glasses, smiling";
+
+/// What `generate --prompt README_PROMPT --count 8` draws: seed 0's first 8 images.
+fn readme_prompt_images(model: &Model) -> Vec<ratlip::images::Rgb8> {
+    let examples: Vec<eval::Example> = (0..8)
+        .map(|_| eval::Example { attrs: None, prompt: README_PROMPT.into(), real: ratlip::images::Rgb8 { width: 1, height: 1, data: vec![0; 3] } })
+        .collect();
+    eval::generate(model, &examples, &Options { count: 8, seed: 0, batch: 8, r_candidates: 100 }, &|_, _| {}).unwrap()
+}
+
 /// The README's first command asks for red hair; the shipped model's first 8 images of seed
 /// 0 (what `generate --count 8` draws) have it, read by the renderer-aware detector.
 #[test]
 fn readme_prompt_gets_red_hair() {
     let gpu = ratlip::Gpu::new(&Default::default()).unwrap();
     let model = Model::load(&gpu, Path::new(MODEL)).unwrap();
-    let prompt = "a young woman with red hair and glasses, smiling";
-    let examples: Vec<eval::Example> = (0..8)
-        .map(|_| eval::Example { attrs: None, prompt: prompt.into(), real: ratlip::images::Rgb8 { width: 1, height: 1, data: vec![0; 3] } })
-        .collect();
-    let opts = Options { count: 8, seed: 0, batch: 8, r_candidates: 100 };
-    let imgs = eval::generate(&model, &examples, &opts, &|_, _| {}).unwrap();
-    let hair: Vec<Option<&str>> = imgs.iter().map(|i| faces::detect(&i.data, i.width).hair_color).collect();
-    println!("{prompt:?}: hair read as {hair:?}");
+    let hair: Vec<Option<&str>> = readme_prompt_images(&model).iter().map(|i| faces::detect(&i.data, i.width).hair_color).collect();
+    println!("{README_PROMPT:?}: hair read as {hair:?}");
     let red = hair.iter().filter(|h| **h == Some("red")).count();
     assert!(red >= RED_AT_LEAST, "{red} of 8 images have red hair: {hair:?}");
 }
@@ -84,13 +88,8 @@ fn seeds_of_the_readme_prompt_differ() {
     let gpu = ratlip::Gpu::new(&Default::default()).unwrap();
     let model = Model::load(&gpu, Path::new(MODEL)).unwrap();
     let evaluator = ratlip::clip::model::Clip::load(&gpu, Path::new(EVALUATOR)).unwrap();
-    let prompt = "a young woman with red hair and glasses, smiling";
-    let examples: Vec<eval::Example> = (0..8)
-        .map(|_| eval::Example { attrs: None, prompt: prompt.into(), real: ratlip::images::Rgb8 { width: 1, height: 1, data: vec![0; 3] } })
-        .collect();
-    let imgs = eval::generate(&model, &examples, &Options { count: 8, seed: 0, batch: 8, r_candidates: 100 }, &|_, _| {}).unwrap();
-    let v = eval::variety(&evaluator, &[imgs]).unwrap();
-    println!("{prompt:?}: 8 seeds, {v:?}");
+    let v = eval::variety(&evaluator, &[readme_prompt_images(&model)]).unwrap();
+    println!("{README_PROMPT:?}: 8 seeds, {v:?}");
     assert!(v.pixel_l1 >= SEED_SPREAD_AT_LEAST, "the seeds of one prompt draw nearly the same image: mean |Δpixel| {}", v.pixel_l1);
 }
 

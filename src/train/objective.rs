@@ -426,8 +426,8 @@ pub fn g_losses(model: &Model, batch: &Batch, fake: Fake, terms: &GTerms) -> Res
     let mut constant = 0.0;
     let diversity = match (&images2, &batch.noise2) {
         (Some(images2), Some(z2)) => {
-            let dz: Vec<f32> = batch.noise.to_vec()?.iter().zip(z2.to_vec()?).map(|(a, b)| (a - b).abs()).collect();
-            let dz = dz.iter().map(|&x| x as f64).sum::<f64>() / dz.len().max(1) as f64;
+            let (z1, z2) = (batch.noise.to_vec()?, z2.to_vec()?);
+            let dz = z1.iter().zip(&z2).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / z1.len().max(1) as f64;
             if !(dz > 0.0) {
                 return Err(Error::Other("diversity term: the two noises are equal".into()));
             }
