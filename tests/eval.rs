@@ -100,6 +100,46 @@ fn evaluation_captions_state_the_scored_attributes() {
     }
 }
 
+/// The contrast pairs are the renderer's exact twins: the caption names the attribute, its
+/// contrast reverses it, and the two pictures differ only where the mouth and brows or the
+/// frames are drawn. The pixel judge gives the twins 1, the twins swapped 0 (share −1) and
+/// one image twice 0.5 (share 0); the CLIP judge gives one image twice 0.5 and the twins
+/// swapped 1 − the twins.
+#[test]
+fn contrast_pairs_are_twins_and_the_judges_score_them() {
+    use ratlip::eval::contrast::{self, pairs, pixel_follows};
+    use ratlip::train::hard_negatives::{flippable, Flip};
+    let gpu = ratlip::Gpu::new(&Default::default()).unwrap();
+    let clip = ratlip::model::Model::init(&gpu, ratlip::model::ModelConfig::tiny(ratlip::model::Arch::Galip), None, 0, false).unwrap().clip;
+    for flip in contrast::FLIPS {
+        let ps = pairs(flip, 9, 32);
+        assert_eq!(ps.len(), 9);
+        for p in &ps {
+            assert!(flippable(&p.caption).contains(&flip) && p.caption != p.contrast, "{} / {}", p.caption, p.contrast);
+            let differ: Vec<usize> = (0..32 * 32).filter(|&i| p.real[0].data[3 * i..3 * i + 3] != p.real[1].data[3 * i..3 * i + 3]).collect();
+            // Rows 0..32: the mouth and brows, or the frames, lie in the middle of the face.
+            assert!(!differ.is_empty() && differ.len() < 200, "{} pixels differ", differ.len());
+            assert!(differ.iter().all(|&i| (8..28).contains(&(i / 32))), "{:?}: a change outside the face", flip);
+        }
+        // Glasses: "wearing" ↔ "no"/"without"; mood: a mood word swapped.
+        if flip == Flip::Glasses {
+            assert!(ps.iter().any(|p| p.caption.contains("wearing")) && ps.iter().any(|p| p.contrast.contains("wearing")));
+        }
+        let twins: Vec<_> = ps.iter().map(|p| p.real.clone()).collect();
+        let swapped: Vec<_> = ps.iter().map(|p| [p.real[1].clone(), p.real[0].clone()]).collect();
+        let same: Vec<_> = ps.iter().map(|p| [p.real[0].clone(), p.real[0].clone()]).collect();
+        let (f, share) = pixel_follows(&ps, &twins).unwrap();
+        assert!(f == 1.0 && (share - 1.0).abs() < 1e-12, "{f} {share}");
+        let (f, share) = pixel_follows(&ps, &swapped).unwrap();
+        assert!(f == 0.0 && (share + 1.0).abs() < 1e-12, "{f} {share}");
+        assert_eq!(pixel_follows(&ps, &same).unwrap(), (0.5, 0.0));
+        assert_eq!(contrast::follows(&clip, &ps, &same).unwrap(), 0.5);
+        let a = contrast::follows(&clip, &ps, &twins).unwrap();
+        let b = contrast::follows(&clip, &ps, &swapped).unwrap();
+        assert!((a + b - 1.0).abs() < 1e-12, "twins {a}, swapped {b}");
+    }
+}
+
 fn faces_dir(name: &str, count: usize) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("ratlip-eval-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -173,6 +213,7 @@ fn evaluation_of_real_images_is_the_ceiling_and_the_cli_writes_a_report() {
     let out = dir.join("report");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_ratlip"))
         .args(["eval", "--model", model_path.to_str().unwrap(), "--data", dir.to_str().unwrap(), "--evaluator", model_path.to_str().unwrap(), "--count", "8", "--batch", "4", "--out", out.to_str().unwrap()])
+        .args(["--contrast-pairs", "20"])
         .output()
         .unwrap();
     assert!(o.status.success(), "ratlip eval failed: {}", String::from_utf8_lossy(&o.stderr));
@@ -181,17 +222,24 @@ fn evaluation_of_real_images_is_the_ceiling_and_the_cli_writes_a_report() {
     assert!(report["fd"].as_f64().unwrap().is_finite());
     assert_eq!((report["variety"]["prompts"].as_u64(), report["variety"]["seeds"].as_u64()), (Some(8), Some(eval::VARIETY_SEEDS as u64)));
     assert!(report["variety"]["pixel_l1"].as_f64().unwrap() > 0.0);
+    // "Asked for, then not": every attribute, its pairs, judged by the evaluator by default.
+    assert_eq!(report["judge"], model_path.to_str().unwrap());
+    let contrast = report["contrast"].as_array().unwrap();
+    assert_eq!(contrast.iter().map(|c| c["attribute"].as_str().unwrap()).collect::<Vec<_>>(), ["mood", "glasses"]);
+    assert!(contrast.iter().all(|c| c["pairs"] == 20 && (0.0..=1.0).contains(&c["generated"].as_f64().unwrap())));
     assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("| FD"));
     let text = ratlip::images::png_text(&out.join("samples.png")).unwrap();
     assert!(text.iter().any(|(k, v)| k == "prompts" && v.starts_with("portrait of")), "{text:?}");
     // --write-stats, then --reference-stats with it: the report says what FD was taken against.
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_ratlip"))
         .args(["eval", "--model", model_path.to_str().unwrap(), "--data", dir.to_str().unwrap(), "--evaluator", model_path.to_str().unwrap(), "--count", "8", "--out", out.to_str().unwrap()])
-        .args(["--reference-stats", stats_path.to_str().unwrap()])
+        .args(["--reference-stats", stats_path.to_str().unwrap(), "--contrast-pairs", "0"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("against `"));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["contrast"].as_array().map(Vec::len), Some(0), "--contrast-pairs 0 skips it");
     // Any captioned folder: prompts from its captions, no attribute scores.
     let shapes = std::env::temp_dir().join(format!("ratlip-eval-shapes-{}", std::process::id()));
     synth::write_dataset(&synth::Options { kind: Kind::Shapes, count: 6, size: 24, seed: 1, out: shapes.clone(), threads: 2 }, &|_| {}).unwrap();

@@ -36,6 +36,13 @@ pub struct EvalArgs {
     /// Also save the --data images' feature statistics under this evaluator.
     #[arg(long, value_name = "STATS.safetensors")]
     write_stats: Option<PathBuf>,
+    /// The CLIP that scores "asked for, then not" (smile, glasses): one that reads them on
+    /// real faces, e.g. a `train-clip --hard-negatives` checkpoint (default: the evaluator).
+    #[arg(long)]
+    judge: Option<PathBuf>,
+    /// Prompt pairs per attribute for "asked for, then not" (0: skip it).
+    #[arg(long, default_value_t = 200)]
+    contrast_pairs: usize,
     /// Report folder: report.json, report.md, samples.png, real.png.
     #[arg(long)]
     out: PathBuf,
@@ -72,6 +79,18 @@ pub fn eval(gpu: &Gpu, a: &EvalArgs) -> Result<()> {
     let scores = eval::evaluate(&evaluator, &examples, &generated, reference.as_ref(), &opts)?;
     eprintln!("variety: {} prompts × {} seeds", examples.len().min(eval::VARIETY_PROMPTS), eval::VARIETY_SEEDS);
     let variety = eval::variety(&evaluator, &eval::generate_variety(&model, &examples, &opts)?)?;
+    let judge_path = a.judge.clone().unwrap_or_else(|| a.evaluator.clone());
+    let faces = examples.iter().all(|e| e.attrs.is_some());
+    let contrast = if faces && a.contrast_pairs > 0 {
+        eprintln!("asked for, then not: {} prompt pairs per attribute, judged by {}", a.contrast_pairs, judge_path.display());
+        let judge = match &a.judge {
+            Some(p) => super::clip::load_or_from_model(gpu, p)?,
+            None => evaluator,
+        };
+        eval::contrast::measure(&model, &judge, a.contrast_pairs, a.seed, a.batch)?
+    } else {
+        Vec::new()
+    };
     if let Some(p) = &a.write_stats {
         let meta = [("evaluator", a.evaluator.display().to_string()), ("data", a.data.display().to_string())];
         eval::save_stats(p, &scores.real_stats, &meta)?;
@@ -91,6 +110,8 @@ pub fn eval(gpu: &Gpu, a: &EvalArgs) -> Result<()> {
         real: scores.real,
         chance: eval::chance(),
         variety,
+        judge: judge_path.display().to_string(),
+        contrast,
         seconds: t0.elapsed().as_secs_f64(),
     };
     let files = eval::write_report(&a.out, &report, &examples, &generated)?;

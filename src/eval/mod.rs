@@ -30,7 +30,12 @@
 //!   that ignores its noise if its one image per prompt is good; this does. For scale: two
 //!   real faces with every attribute equal (what these prompts state) differ by about 0.10,
 //!   two at random by 0.42 (`tools/measure/real_pairs.py` on the training set).
+//! - **Asked for, then not** (faces only): whether a smile and glasses appear because the
+//!   prompt says so, on pairs of prompts that differ only there and one noise: scored by a
+//!   judge CLIP (`--judge`, default the evaluator; the renderer's exact twins are its ceiling)
+//!   and by the pixels, against the change the renderer makes ([`contrast`]).
 
+pub mod contrast;
 pub mod faces;
 pub mod frechet;
 
@@ -96,6 +101,10 @@ pub struct Report {
     pub chance: BTreeMap<String, f64>,
     /// How much the noise changes the generated image of one prompt.
     pub variety: Variety,
+    /// The CLIP that scored [`Report::contrast`].
+    pub judge: String,
+    /// Per attribute: do G's images follow a prompt that asks for it and one that does not?
+    pub contrast: Vec<contrast::Contrast>,
     pub seconds: f64,
 }
 
@@ -398,6 +407,13 @@ impl Report {
             "\nVariety over seeds ({} prompts × {} seeds, every pair of one prompt's images): mean |Δpixel| {:.4} (pixels in [-1, 1]), evaluator 1 − cos {:.4}.\n",
             v.prompts, v.seeds, v.pixel_l1, v.feature_distance
         );
+        if !self.contrast.is_empty() {
+            s += &format!("\nAsked for, then not (judge `{}`; pairs of prompts that differ only there, the same noise; chance 0.5):\n\n", self.judge);
+            s += "| attribute | pairs | judge: generated | judge: real twins (ceiling) | pixels: generated follows | pixels: share of the change drawn |\n|---|---|---|---|---|---|\n";
+            for c in &self.contrast {
+                s += &format!("| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |\n", c.attribute, c.pairs, c.generated, c.real, c.pixel_follows, c.pixel_share);
+            }
+        }
         s += "\nRecipe: `src/eval/mod.rs` (module docs). Samples: `samples.png` (generated, first 32), `real.png` (the same prompts' real images).\n";
         s
     }
