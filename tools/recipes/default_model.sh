@@ -16,6 +16,10 @@
 #     SIZE=24 AUGMENT_SHIFT=0 DEFAULT_ARM=ratlip DEFAULT_STEPS=1200  (2-core CPU, about 2 hours)
 #     SIZE=24 AUGMENT_SHIFT=0 GAN_BATCH=32 ABLATION_STEPS=1500 DEFAULT_ARM=galip DEFAULT_STEPS=4609
 #                                                                   (the H100 run)
+# - the ablation with three seeds at 32 px (the defaults, H100, 1200 steps):
+#     ABLATION_SEEDS="0 1 2" EARLY_STEPS=600
+#   (arms of seed s > 0 in folders ARM_sS; the RATLIP arm of seeds 1 and 2 was compared at
+#   step 1125, where the device time ran out: docs/evaluation.md)
 # Steps already done (their output exists) are skipped, so the script can be re-run after an
 # interruption; an interrupted training run is continued with `--resume`.
 set -euo pipefail
@@ -31,6 +35,7 @@ EVAL_CLIP_STEPS=500  # the evaluator
 SIZE=${SIZE:-32}     # G's image size: 32 (CLIP A 32 px, patch 4) or 24 (CLIP A 28 px, patch 4)
 AUGMENT_SHIFT=${AUGMENT_SHIFT:-4}       # `train --augment-shift`: 0 is the released loop
 ABLATION_STEPS=${ABLATION_STEPS:-1200}  # every arm of the ablation (also evaluated at EARLY_STEPS)
+ABLATION_SEEDS=${ABLATION_SEEDS:-0}     # each arm once per seed
 EARLY_STEPS=${EARLY_STEPS:-400}
 GAN_BATCH=${GAN_BATCH:-8}
 DEFAULT_ARM=${DEFAULT_ARM:-galip}                # the arm shipped as assets/default.safetensors,
@@ -39,6 +44,8 @@ PIXEL_W=${PIXEL_W:-10}  # the shipped run's `train --pixel-w` (with DIV_W=0 too:
 DIV_W=${DIV_W:-2}       # the shipped run's `train --div-w`
 HARD_NEGATIVES=${HARD_NEGATIVES:-}  # non-empty: CLIP A trains with `--hard-negatives` (not the shipped
                                     # model's; the evaluator CLIP B never does). Use a fresh WORK_DIR.
+JUDGE=${JUDGE:-}  # non-empty: also train CLIP B with `--hard-negatives` (clip_b_hn, seed 1) and let it
+                  # judge every report's "asked for, then not" (eval --judge): it reads glasses
 case $SIZE in 32) CLIP_A_CONFIG=clip_a32.json ;; 24) CLIP_A_CONFIG=clip_a.json ;;
   *) echo "SIZE must be 32 or 24" >&2; exit 2 ;; esac
 
@@ -58,20 +65,28 @@ clip clip_a "$CLIP_A_CONFIG" "$CLIP_STEPS" 0 ${HARD_NEGATIVES:+--hard-negatives}
 clip clip_b clip_b.json "$EVAL_CLIP_STEPS" 1
 CLIP_A=$(step clip_a "$CLIP_STEPS")
 CLIP_B=$(step clip_b "$EVAL_CLIP_STEPS")
+JUDGE_ARGS=()
+if [ -n "$JUDGE" ]; then
+  clip clip_b_hn clip_b.json "$EVAL_CLIP_STEPS" 1 --hard-negatives
+  JUDGE_ARGS=(--judge "$(step clip_b_hn "$EVAL_CLIP_STEPS")")
+fi
 
-gan() { # name steps config [extra args]
+gan() { # name steps config [extra args]; SEED (default 0) seeds the run
   local name=$1 steps=$2 config=$3; shift 3
   if [ -f "$(step "$name" "$steps")" ]; then return; fi
   if [ -d "$W/$name" ]; then "$R" train --resume "$W/$name" --steps "$steps"
   else "$R" train --data "$W/faces32" --out "$W/$name" --clip "$CLIP_A" --config "$RECIPES/$config" \
-         --batch "$GAN_BATCH" --steps "$steps" --seed 0 --sample-every 100 --checkpoint-every 100 --keep 100 \
+         --batch "$GAN_BATCH" --steps "$steps" --seed "${SEED:-0}" --sample-every 100 --checkpoint-every 100 --keep 100 \
          --augment-shift "$AUGMENT_SHIFT" "$@"; fi
 }
 arm_args() { # the config (and flag) of each arm
   case $1 in galip) echo "galip_faces$SIZE.json" ;; ratlip_no_sa) echo "ratlip_faces$SIZE.json" --no-shuffle-attention ;;
     ratlip) echo "ratlip_faces$SIZE.json" ;; *) echo "unknown arm $1" >&2; exit 2 ;; esac
 }
-for arm in galip ratlip_no_sa ratlip; do gan "$arm" "$ABLATION_STEPS" $(arm_args "$arm"); done
+run_name() { if [ "$2" = 0 ]; then echo "$1"; else echo "$1_s$2"; fi; }  # arm seed → folder
+for seed in $ABLATION_SEEDS; do
+  for arm in galip ratlip_no_sa ratlip; do SEED=$seed gan "$(run_name "$arm" "$seed")" "$ABLATION_STEPS" $(arm_args "$arm"); done
+done
 # The shipped run's folder says which terms it adds to the released objective.
 SHIPPED=$DEFAULT_ARM; EXTRA=()
 if [ "$PIXEL_W" != 0 ]; then SHIPPED+=_pixel; EXTRA+=(--pixel-w "$PIXEL_W"); fi
@@ -79,13 +94,17 @@ if [ "$DIV_W" != 0 ]; then SHIPPED+=_div; EXTRA+=(--div-w "$DIV_W"); fi
 gan "$SHIPPED" "$DEFAULT_STEPS" $(arm_args "$DEFAULT_ARM") ${EXTRA[@]+"${EXTRA[@]}"}
 
 report() { # model out
-  [ -f "$2/report.json" ] || "$R" eval --model "$1" --data "$W/faces32_eval" --evaluator "$CLIP_B" --out "$2" --count 500 --seed 0
+  [ -f "$2/report.json" ] || "$R" eval --model "$1" --data "$W/faces32_eval" --evaluator "$CLIP_B" --out "$2" --count 500 --seed 0 \
+    ${JUDGE_ARGS[@]+"${JUDGE_ARGS[@]}"}
 }
-for arm in galip ratlip_no_sa ratlip; do
-  for at in "$EARLY_STEPS" "$ABLATION_STEPS"; do
-    report "$(step $arm "$at")" "$W/eval/${arm}_$at"
-    "$R" compare --model "$(step $arm "$at")" --prompt "He is young, receding hairline" \
-      --prompt "He is old, receding hairline" --seeds 1,2,3,4,5,6 --zoom 4 -o "$W/eval/young_old_${arm}_$at.png"
+for seed in $ABLATION_SEEDS; do
+  for arm in galip ratlip_no_sa ratlip; do
+    run=$(run_name "$arm" "$seed")
+    for at in "$EARLY_STEPS" "$ABLATION_STEPS"; do
+      report "$(step "$run" "$at")" "$W/eval/${run}_$at"
+      "$R" compare --model "$(step "$run" "$at")" --prompt "He is young, receding hairline" \
+        --prompt "He is old, receding hairline" --seeds 1,2,3,4,5,6 --zoom 4 -o "$W/eval/young_old_${run}_$at.png"
+    done
   done
 done
 report "$(step "$SHIPPED" "$DEFAULT_STEPS")" "$W/eval/shipped_$DEFAULT_STEPS"
