@@ -261,28 +261,28 @@ fn weights_of(path: &Path) -> BTreeMap<String, Vec<f32>> {
     names.into_iter().map(|n| (n.clone(), w.take_any(&n).unwrap().data)).collect()
 }
 
-fn negatives(dir: &Path) -> Vec<u64> {
+fn metric(dir: &Path, key: &str) -> Vec<u64> {
     std::fs::read_to_string(dir.join("metrics.jsonl"))
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["negatives"].as_u64().unwrap())
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()[key].as_u64().unwrap())
         .collect()
 }
 
-/// With and without `--hard-negatives` (whose choice of attribute per caption must come back
-/// the same after a resume too).
+/// Plain, with `--hard-negatives` and with `--twins` (whose choice of attribute per caption
+/// must come back the same after a resume too).
 #[test]
 fn resume_is_bit_exact() {
-    for hard in [false, true] {
-        resume_is_bit_exact_with(hard);
+    for (hard, twins) in [(false, false), (true, false), (false, true)] {
+        resume_is_bit_exact_with(hard, twins);
     }
 }
 
-fn resume_is_bit_exact_with(hard: bool) {
+fn resume_is_bit_exact_with(hard: bool, twins: bool) {
     let g = gpu();
-    let dir = scratch(&format!("resume_{hard}"));
+    let dir = scratch(&format!("resume_{hard}_{twins}"));
     let data = faces(&dir, 20);
-    let tiny_run = |data: &Path, steps| ClipRunConfig { hard_negatives: hard, ..tiny_run(data, steps) };
+    let tiny_run = |data: &Path, steps| ClipRunConfig { hard_negatives: hard, twins, ..tiny_run(data, steps) };
     let straight = dir.join("straight");
     let mut run = ClipRun::create(&g, &straight, tiny_run(&data, 6), None).unwrap();
     run.train(&AtomicBool::new(false), |_| {}).unwrap();
@@ -310,10 +310,49 @@ fn resume_is_bit_exact_with(hard: bool) {
     let sb = weights_of(&split.join("checkpoints/train_state_000006.safetensors"));
     assert!(sa == sb, "Adam state differs after resume");
     assert_eq!(losses(&straight), losses(&split), "metrics: the same losses, one line per step");
-    let n = negatives(&straight);
-    assert_eq!(n, negatives(&split));
+    let n = metric(&straight, "negatives");
+    assert_eq!(n, metric(&split, "negatives"));
     // Nearly every faces caption has a contrast (tests/hard_negatives.rs), so a batch of 8 gets several.
     assert!(if hard { n.iter().all(|&k| (4..=8).contains(&k)) } else { n.iter().all(|&k| k == 0) }, "negatives per step {n:?}");
+    let t = metric(&straight, "twins");
+    assert_eq!(t, metric(&split, "twins"));
+    assert!(if twins { t.iter().all(|&k| (4..=8).contains(&k)) } else { t.iter().all(|&k| k == 0) }, "twins per step {t:?}");
+}
+
+/// A twin is the sample's own face with one attribute reversed, cropped exactly as the
+/// sample was: where the renderer left the pixels alone, the twin's pixels are the sample's.
+#[test]
+fn twins_are_the_samples_face_with_one_attribute_reversed() {
+    use ratlip::train::data::{augment_like, Dataset, Loader, Position};
+    use ratlip::train::hard_negatives::Flip;
+    use ratlip::train::twins::Twins;
+    let dir = scratch("twins");
+    let data = faces(&dir, 12);
+    let ds = std::sync::Arc::new(Dataset::open(&data).unwrap());
+    let twins = Twins::open(&data).unwrap();
+    let s = 28; // CLIP's size differs from the data's 32: the resize and crop are redone alike
+    let batch = Loader::with_flip(ds.clone(), s, 5, Position::default(), 1, 4, false).next_batch(12).unwrap();
+    for x in &batch {
+        let path = &ds.items[x.item].image;
+        let original = image::open(path).unwrap().to_rgb8();
+        assert_eq!(augment_like(original.clone(), s, x.crop), x.pixels, "the recorded crop gives the sample back");
+        for flip in [Flip::Mood, Flip::Glasses] {
+            let twin = twins.twin(path, flip).unwrap();
+            let changed = original.pixels().zip(twin.pixels()).filter(|(a, b)| a != b).count();
+            assert!(changed > 0 && changed < 200, "{flip:?}: {changed} of 1024 pixels changed");
+            let a = augment_like(twin, s, x.crop);
+            assert_eq!(a.len(), x.pixels.len());
+            assert!(a != x.pixels);
+        }
+    }
+    // Not a faces folder: a clear error naming the option.
+    let shapes = dir.join("shapes");
+    synth::write_dataset(&Options { kind: Kind::Shapes, count: 4, size: 32, seed: 0, out: shapes.clone(), threads: 1 }, &|_| {}).unwrap();
+    let e = Twins::open(&shapes).err().unwrap().to_string();
+    assert!(e.contains("--twins") && e.contains("shapes"), "{e}");
+    // Twins and hard negatives both put the contrast in the batch: one or the other.
+    let e = ClipRun::create(&gpu(), &dir.join("both"), ClipRunConfig { hard_negatives: true, twins: true, ..tiny_run(&data, 2) }, None).err().unwrap().to_string();
+    assert!(e.contains("drop --hard-negatives"), "{e}");
 }
 
 #[test]

@@ -58,6 +58,11 @@ pub struct TrainClipArgs {
     /// must not match, as in NegCLIP. Knows the synthetic faces' words; other captions get none.
     #[arg(long, conflicts_with = "resume")]
     hard_negatives: bool,
+    /// Beside each image, the renderer's twin with one attribute reversed (smile, glasses or
+    /// beard; every other pixel equal) joins the batch with the contrast caption, so CLIP must
+    /// read those pixels to tell the pair apart. Needs a `dataset synth --kind faces` folder.
+    #[arg(long, conflicts_with_all = ["resume", "hard_negatives"])]
+    twins: bool,
     /// Images decoded ahead on this many threads (default: the cores, at most 4).
     #[arg(long, conflicts_with = "resume")]
     workers: Option<usize>,
@@ -95,6 +100,7 @@ pub fn train_clip(gpu: &Gpu, a: &TrainClipArgs) -> Result<()> {
             config.holdout = a.holdout;
             config.flip = a.flip;
             config.hard_negatives = a.hard_negatives;
+            config.twins = a.twins;
             config.workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4));
             ClipRun::create(gpu, &out, config, a.init.as_deref()).with_context(|| format!("starting a run in {}", out.display()))?
         }
@@ -154,7 +160,7 @@ fn describe(run: &ClipRun) {
         c.steps,
         c.lr,
         c.seed,
-        if c.hard_negatives { ", hard negatives" } else { "" }
+        if c.hard_negatives { ", hard negatives" } else if c.twins { ", twins" } else { "" }
     );
 }
 

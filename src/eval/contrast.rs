@@ -30,12 +30,12 @@
 use serde::Serialize;
 
 use crate::clip::model::Clip;
-use crate::data::synth::{self, Attrs, FaceAttrs};
+use crate::data::synth::{self, Attrs};
 use crate::error::Result;
 use crate::images::Rgb8;
 use crate::latent::seed_noise;
 use crate::model::Model;
-use crate::train::hard_negatives::{contrast_of, flippable, Flip};
+use crate::train::hard_negatives::{contrast_of, flippable, reverse, Flip};
 
 use super::{cosine, draw, embed_images};
 
@@ -62,16 +62,6 @@ pub struct Pair {
     pub real: [Rgb8; 2],
 }
 
-fn reversed(a: &FaceAttrs, flip: Flip) -> FaceAttrs {
-    let mut b = a.clone();
-    match flip {
-        Flip::Mood => b.expression = if a.expression == "smiling" { "sad" } else { "smiling" },
-        Flip::Glasses => b.glasses = !a.glasses,
-        Flip::Beard => b.beard = !a.beard,
-    }
-    b
-}
-
 /// The first `n` pairs for `flip` at `size` px.
 pub fn pairs(flip: Flip, n: usize, size: usize) -> Vec<Pair> {
     let mut out = Vec::with_capacity(n);
@@ -85,7 +75,7 @@ pub fn pairs(flip: Flip, n: usize, size: usize) -> Vec<Pair> {
         let s = synth::render(&Attrs::Faces(a.clone()), size, PAIR_SEED, i);
         let Some(caption) = s.captions.iter().find(|c| flippable(c).contains(&flip)) else { continue };
         let Some(contrast) = contrast_of(caption, flip) else { continue };
-        let twin = synth::render(&Attrs::Faces(reversed(&a, flip)), size, PAIR_SEED, i);
+        let twin = synth::render(&Attrs::Faces(reverse(&a, flip)), size, PAIR_SEED, i);
         let img = |rgb: Vec<u8>| Rgb8 { width: size, height: size, data: rgb };
         out.push(Pair { caption: caption.clone(), contrast, real: [img(s.rgb), img(twin.rgb)] });
     }

@@ -191,7 +191,7 @@ pub fn load_stats(path: &Path) -> Result<(Gaussian, std::collections::HashMap<St
 
 /// Attribute values are interned against the renderer's own names, so a JSON from another
 /// generator version with unknown values is an error, not a silent miss.
-fn face_attrs(v: &serde_json::Value) -> Option<FaceAttrs> {
+pub(crate) fn face_attrs(v: &serde_json::Value) -> Option<FaceAttrs> {
     fn pick(v: &serde_json::Value, key: &str, allowed: &[&'static str]) -> Option<&'static str> {
         let s = v.get(key)?.as_str()?;
         allowed.iter().find(|a| **a == s).copied()

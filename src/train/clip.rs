@@ -33,9 +33,10 @@ use serde::{Deserialize, Serialize};
 
 use super::adam::Adam;
 use super::checkpoints::{checkpoint_paths, drive, io, keep_newest, Steps};
-use super::data::{Dataset, Loader, Position};
+use super::data::{augment_like, Dataset, Loader, Position};
 use super::hard_negatives;
 use super::objective::grad_norm;
+use super::twins::Twins;
 use crate::autograd::Tape;
 use crate::clip::config::{ClipConfig, TextConfig, VisionConfig};
 use crate::clip::model::{Clip, TrainVars, Weights};
@@ -265,6 +266,10 @@ pub struct ClipRunConfig {
     /// runs made before the option.
     #[serde(default)]
     pub hard_negatives: bool,
+    /// Each image's twin (`twins`: the renderer's same face with the contrast's attribute
+    /// reversed) joins the batch with the contrast caption. Off in runs made before the option.
+    #[serde(default)]
+    pub twins: bool,
     #[serde(default)]
     pub ratlip_version: String,
 }
@@ -284,6 +289,7 @@ impl ClipRunConfig {
             holdout: 200,
             flip: false,
             hard_negatives: false,
+            twins: false,
             ratlip_version: env!("CARGO_PKG_VERSION").into(),
         }
     }
@@ -294,6 +300,9 @@ impl ClipRunConfig {
         }
         if self.keep == 0 {
             return Err(Error::Other("--keep must be at least 1 (resume needs a checkpoint)".into()));
+        }
+        if self.twins && self.hard_negatives {
+            return Err(Error::Other("--twins already puts each caption's contrast in the batch (as its twin's caption); drop --hard-negatives".into()));
         }
         if !(self.lr.is_finite() && self.lr >= 0.0) {
             return Err(Error::Other(format!("--lr must be finite and ≥ 0, got {}", self.lr)));
@@ -339,6 +348,8 @@ pub struct ClipRun {
     pub holdout: Arc<Dataset>,
     loader: Loader,
     captions: Captions,
+    /// The renderer's twins of the data, with `config.twins`.
+    twins: Option<Twins>,
     wall_s: f64,
     session_start: Instant,
     last_checkpoint: Option<(u64, PathBuf)>,
@@ -423,7 +434,9 @@ impl ClipRun {
         let mut loader = Loader::with_flip(dataset.clone(), config.clip.vision.image_size, config.seed, position, config.workers, PREFETCH_BATCHES * config.batch, config.flip);
         loader.skipped = skipped;
         let captions = Captions::new(config.clip.text.context_length)?;
+        let twins = if config.twins { Some(Twins::open(&config.data)?) } else { None };
         Ok(ClipRun {
+            twins,
             dir: dir.to_path_buf(),
             config,
             trainer,
@@ -473,9 +486,23 @@ impl ClipRun {
             }
         }
         let mut pixels: Vec<f32> = samples.iter().flat_map(|x| x.pixels.iter().copied()).collect();
+        let mut ids = ids;
+        let mut twins = 0usize;
+        if let Some(tw) = &self.twins {
+            // The same attribute choice as the hard negatives' (same stream), so the two
+            // options differ only in whether the contrast gets an image.
+            let mut pick = Rng::stream(self.config.seed ^ NEGATIVES_STREAM, step);
+            for x in &samples {
+                let Some(flip) = hard_negatives::pick_flip(&x.caption, pick.next_u64()) else { continue };
+                let (Some(c), Some(img)) = (hard_negatives::contrast_of(&x.caption, flip), tw.twin(&self.dataset.items[x.item].image, flip)) else { continue };
+                ids.push(self.captions.ids(&c)?);
+                pixels.extend(augment_like(img, s, x.crop));
+                twins += 1;
+            }
+        }
         normalise_pixels(&mut pixels, s);
         let gpu = self.trainer.clip.gpu.clone();
-        let pixels = Tensor::from_slice(&gpu, &[b, 3, s, s], &pixels)?;
+        let pixels = Tensor::from_slice(&gpu, &[b + twins, 3, s, s], &pixels)?;
         let out = self.trainer.step(&pixels, &ids, &negatives, self.config.lr).map_err(|e| {
             let good = self.last_checkpoint.as_ref().map_or("none yet".to_string(), |(_, p)| p.display().to_string());
             Error::Other(format!("step {step}: {e}; the run stopped without saving this step (last good checkpoint: {good})"))
@@ -497,7 +524,7 @@ impl ClipRun {
         let line = serde_json::json!({
             "step": r.step, "loss": r.loss, "logit_scale": r.scale.ln(), "scale": r.scale, "acc_i2t": r.acc_i2t, "acc_t2i": r.acc_t2i,
             "images_per_s": r.images_per_s, "step_s": r.step_s, "wall_s": r.wall_s, "epoch": r.epoch, "lr": self.config.lr,
-            "negatives": negatives.len(),
+            "negatives": negatives.len(), "twins": twins,
         });
         let path = self.dir.join("metrics.jsonl");
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io(&path, e))?;

@@ -181,6 +181,17 @@ pub struct Sample {
     pub item: usize,
     pub caption: String,
     pub pixels: Vec<f32>,
+    /// Where it was cropped from the resized image, so a twin can be cropped the same.
+    pub crop: Crop,
+}
+
+/// The random part of the transform: the crop's top-left corner in the resized image, and
+/// whether it was mirrored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Crop {
+    pub top: usize,
+    pub left: usize,
+    pub flip: bool,
 }
 
 /// Where the sample stream stands: the next sample is position `cursor` of epoch `epoch`.
@@ -246,28 +257,48 @@ pub fn load_sample_with(item: &Item, index: usize, size: usize, rng: &mut Rng, a
         Some(b) => crop_box(&img, b),
         None => img,
     };
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    if w == 0 || h == 0 {
+    if img.width() == 0 || img.height() == 0 {
         return Err("empty image".into());
     }
+    let img = resized(img, size);
+    let top = rng.below(img.height() as usize - size + 1);
+    let left = rng.below(img.width() as usize - size + 1);
+    let crop = Crop { top, left, flip: rng.next_f64() < 0.5 && allow_flip };
+    Ok(Sample { item: index, caption, pixels: crop_pixels(&img, size, crop), crop })
+}
+
+/// Resize(S·76/64) on the shorter side, as torchvision's Resize(int): the longer side becomes
+/// int(short·long/short).
+fn resized(img: image::RgbImage, size: usize) -> image::RgbImage {
+    let (w, h) = (img.width() as usize, img.height() as usize);
     let short = size * 76 / 64;
-    // torchvision Resize(int): the shorter side becomes `short`, the longer int(short·long/short).
     let (nw, nh) = if w <= h { (short, (short as f64 * h as f64 / w as f64) as usize) } else { ((short as f64 * w as f64 / h as f64) as usize, short) };
-    let img = if (nw, nh) == (w, h) { img } else { image::imageops::resize(&img, nw as u32, nh as u32, image::imageops::FilterType::Triangle) };
-    let top = rng.below(nh - size + 1);
-    let left = rng.below(nw - size + 1);
-    let flip = rng.next_f64() < 0.5 && allow_flip;
+    if (nw, nh) == (w, h) {
+        img
+    } else {
+        image::imageops::resize(&img, nw as u32, nh as u32, image::imageops::FilterType::Triangle)
+    }
+}
+
+/// The S×S crop (mirrored or not) of a resized image, to [-1, 1], channels first.
+fn crop_pixels(img: &image::RgbImage, size: usize, crop: Crop) -> Vec<f32> {
     let mut pixels = vec![0f32; 3 * size * size];
     for y in 0..size {
         for x in 0..size {
-            let sx = if flip { size - 1 - x } else { x };
-            let p = img.get_pixel((left + sx) as u32, (top + y) as u32).0;
+            let sx = if crop.flip { size - 1 - x } else { x };
+            let p = img.get_pixel((crop.left + sx) as u32, (crop.top + y) as u32).0;
             for c in 0..3 {
                 pixels[(c * size + y) * size + x] = p[c] as f32 / 127.5 - 1.0;
             }
         }
     }
-    Ok(Sample { item: index, caption, pixels })
+    pixels
+}
+
+/// Another image of the same size (an uncropped dataset image, e.g. its renderer's twin)
+/// transformed exactly as a sample was: the same resize, crop and flip.
+pub fn augment_like(img: image::RgbImage, size: usize, crop: Crop) -> Vec<f32> {
+    crop_pixels(&resized(img, size), size, crop)
 }
 
 /// The augmentation stream of sample (epoch, position).

@@ -14,6 +14,8 @@
 //! the same place. A caption that names none of them that way has no contrast, so on other
 //! data the option adds nothing.
 
+use crate::data::synth::FaceAttrs;
+
 /// Which attribute a contrast flips.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flip {
@@ -142,12 +144,26 @@ fn same_case(like: &str, to: &str) -> String {
     }
 }
 
-/// The contrast of `caption` that `pick` chooses among the attributes it names (any u64: it
-/// is reduced modulo their number), or None when it names none.
-pub fn contrast(caption: &str, pick: u64) -> Option<String> {
+/// The attribute `pick` chooses among those `caption` names (any u64: it is reduced modulo
+/// their number), or None when it names none.
+pub fn pick_flip(caption: &str, pick: u64) -> Option<Flip> {
     let flips = flippable(caption);
-    if flips.is_empty() {
-        return None;
+    (!flips.is_empty()).then(|| flips[(pick % flips.len() as u64) as usize])
+}
+
+/// The contrast of `caption` that `pick` chooses among the attributes it names, or None when
+/// it names none.
+pub fn contrast(caption: &str, pick: u64) -> Option<String> {
+    contrast_of(caption, pick_flip(caption, pick)?)
+}
+
+/// The face with `flip` the other way round: what a contrast caption describes.
+pub fn reverse(a: &FaceAttrs, flip: Flip) -> FaceAttrs {
+    let mut b = a.clone();
+    match flip {
+        Flip::Mood => b.expression = if a.expression == "smiling" { "sad" } else { "smiling" },
+        Flip::Glasses => b.glasses = !a.glasses,
+        Flip::Beard => b.beard = !a.beard,
     }
-    contrast_of(caption, flips[(pick % flips.len() as u64) as usize])
+    b
 }

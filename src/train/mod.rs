@@ -21,6 +21,7 @@ pub mod data;
 pub mod hard_negatives;
 pub mod objective;
 pub mod run;
+pub mod twins;
 pub mod zero_shot;
 
 pub use adam::Adam;
