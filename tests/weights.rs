@@ -77,6 +77,16 @@ fn atomic_save_round_trips() {
     let back = WeightFile::load(&path).unwrap();
     assert_eq!(back.metadata.get("config").map(String::as_str), Some("{}"));
     assert_eq!(back.shape("a"), Some(&[2usize, 3][..]));
+    // The header's metadata alone, as the whole file gives it; a file cut inside its header
+    // and one that is no safetensors file are errors naming the file.
+    assert_eq!(WeightFile::read_metadata(&path).unwrap(), back.metadata);
+    let bytes = std::fs::read(&path).unwrap();
+    let cut = dir.join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..20]).unwrap();
+    assert!(WeightFile::read_metadata(&cut).unwrap_err().to_string().contains("cut.safetensors"));
+    std::fs::write(&cut, b"not a weight file at all").unwrap();
+    assert!(WeightFile::read_metadata(&cut).unwrap_err().to_string().contains("bad safetensors header"));
+    std::fs::remove_file(&cut).unwrap();
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temp file left behind");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use ratlip::clip::model::Clip;
 use ratlip::clip::preprocess;
 use ratlip::clip::tokenizer::ClipTokenizer;
+use ratlip::weights::WeightFile;
 use ratlip::{Gpu, Tape, Tensor};
 
 /// Tokenises, telling the user on stderr when the prompt was cut to the context length.
@@ -28,12 +29,15 @@ pub fn load(gpu: &Gpu, path: &Path) -> Result<Clip> {
 }
 
 /// A CLIP file, or the CLIP inside a ratlip model file (its `clip.*` tensors): the shipped
-/// model's CLIP can judge another model or be the frozen CLIP of a new run. When neither
-/// reading works, the CLIP file's error is the one shown.
+/// model's CLIP can judge another model or be the frozen CLIP of a new run. A model file says
+/// so in its header (`ratlip_config`), which is read alone first, so neither file is read
+/// twice.
 pub fn load_or_from_model(gpu: &Gpu, path: &Path) -> Result<Clip> {
-    match load(gpu, path) {
-        Ok(c) => Ok(c),
-        Err(clip_err) => super::model::open(gpu, path).map(|m| m.clip).map_err(|_| clip_err),
+    let model = path.is_file() && WeightFile::read_metadata(path).is_ok_and(|m| m.contains_key("ratlip_config"));
+    if model {
+        super::model::open(gpu, path).map(|m| m.clip)
+    } else {
+        load(gpu, path)
     }
 }
 

@@ -126,6 +126,27 @@ impl WeightFile {
         Self::parse(&bytes, path)
     }
 
+    /// The `__metadata__` of a safetensors file's header, without reading its tensors.
+    pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
+        use std::io::Read;
+        let bad = |e: String| Error::Other(format!("{}: bad safetensors header: {e}", path.display()));
+        let mut f = std::fs::File::open(path).map_err(|e| Error::Other(format!("cannot read {}: {e}", path.display())))?;
+        let mut len = [0u8; 8];
+        f.read_exact(&mut len).map_err(|e| bad(e.to_string()))?;
+        let len = u64::from_le_bytes(len);
+        // safetensors caps the header at 100 MB; a larger length is not a header.
+        if len > 100_000_000 {
+            return Err(bad(format!("a header of {len} bytes")));
+        }
+        let mut header = vec![0u8; len as usize];
+        f.read_exact(&mut header).map_err(|e| bad(e.to_string()))?;
+        let v: serde_json::Value = serde_json::from_slice(&header).map_err(|e| bad(e.to_string()))?;
+        Ok(v.get("__metadata__")
+            .and_then(|m| m.as_object())
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+            .unwrap_or_default())
+    }
+
     pub fn parse(bytes: &[u8], path: &Path) -> Result<WeightFile> {
         let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| {
             Error::Other(format!("{} is not a valid safetensors file (truncated or corrupt?): {e}", path.display()))
