@@ -35,7 +35,8 @@ use crate::error::Result;
 use crate::images::Rgb8;
 use crate::latent::seed_noise;
 use crate::model::Model;
-use crate::train::hard_negatives::{contrast_of, flippable, reverse, Flip};
+use crate::train::hard_negatives::{contrast_of, flippable, Flip};
+use crate::train::twins::render_twin;
 
 use super::{cosine, draw, embed_images};
 
@@ -71,13 +72,13 @@ pub fn pairs(flip: Flip, n: usize, size: usize) -> Vec<Pair> {
         if out.len() == n {
             break;
         }
-        let Attrs::Faces(a) = Attrs::draw(synth::Kind::Faces, PAIR_SEED, i) else { unreachable!() };
-        let s = synth::render(&Attrs::Faces(a.clone()), size, PAIR_SEED, i);
+        let s = synth::sample(synth::Kind::Faces, PAIR_SEED, i, size);
+        let Attrs::Faces(a) = &s.attrs else { unreachable!("faces were asked for") };
         let Some(caption) = s.captions.iter().find(|c| flippable(c).contains(&flip)) else { continue };
         let Some(contrast) = contrast_of(caption, flip) else { continue };
-        let twin = synth::render(&Attrs::Faces(reverse(&a, flip)), size, PAIR_SEED, i);
+        let twin = render_twin(a, flip, size, PAIR_SEED, i);
         let img = |rgb: Vec<u8>| Rgb8 { width: size, height: size, data: rgb };
-        out.push(Pair { caption: caption.clone(), contrast, real: [img(s.rgb), img(twin.rgb)] });
+        out.push(Pair { caption: caption.clone(), contrast, real: [img(s.rgb), img(twin)] });
     }
     out
 }

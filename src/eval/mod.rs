@@ -116,19 +116,29 @@ pub struct Example {
     pub real: Rgb8,
 }
 
-/// The first `count` faces of a synth folder (its attributes.jsonl and images).
-pub fn load_faces(dir: &Path, count: usize) -> Result<Vec<Example>> {
+/// The first `count` lines of a synth faces folder's attributes.jsonl: each image's file
+/// (relative to the folder) and attributes.
+pub(crate) fn face_rows(dir: &Path, count: usize) -> Result<Vec<(String, FaceAttrs)>> {
     let path = dir.join("attributes.jsonl");
     let text = std::fs::read_to_string(&path)
-        .map_err(|e| Error::Other(format!("{}: {e} (ratlip eval reads a `ratlip dataset synth --kind faces` folder)", path.display())))?;
+        .map_err(|e| Error::Other(format!("{}: {e} (a `ratlip dataset synth --kind faces` folder is needed)", path.display())))?;
     let mut out = Vec::new();
     for (n, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate().take(count) {
         let v: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::Other(format!("{} line {}: {e}", path.display(), n + 1)))?;
         if v["kind"] != "faces" {
-            return Err(Error::Other(format!("{}: ratlip eval measures faces datasets; line {} is {}", path.display(), n + 1, v["kind"])));
+            return Err(Error::Other(format!("{}: a faces dataset is needed; line {} is {}", path.display(), n + 1, v["kind"])));
         }
         let attrs = face_attrs(&v).ok_or_else(|| Error::Other(format!("{} line {}: missing or unknown attribute", path.display(), n + 1)))?;
-        let file = dir.join(v["file"].as_str().unwrap_or_default());
+        out.push((v["file"].as_str().unwrap_or_default().to_string(), attrs));
+    }
+    Ok(out)
+}
+
+/// The first `count` faces of a synth folder (its attributes.jsonl and images).
+pub fn load_faces(dir: &Path, count: usize) -> Result<Vec<Example>> {
+    let mut out = Vec::new();
+    for (file, attrs) in face_rows(dir, count)? {
+        let file = dir.join(file);
         let img = image::open(&file).map_err(|e| Error::Other(format!("cannot read {}: {e}", file.display())))?.to_rgb8();
         let real = Rgb8 { width: img.width() as usize, height: img.height() as usize, data: img.into_raw() };
         out.push(Example { prompt: faces::caption(&attrs), attrs: Some(attrs), real });
@@ -191,7 +201,7 @@ pub fn load_stats(path: &Path) -> Result<(Gaussian, std::collections::HashMap<St
 
 /// Attribute values are interned against the renderer's own names, so a JSON from another
 /// generator version with unknown values is an error, not a silent miss.
-pub(crate) fn face_attrs(v: &serde_json::Value) -> Option<FaceAttrs> {
+fn face_attrs(v: &serde_json::Value) -> Option<FaceAttrs> {
     fn pick(v: &serde_json::Value, key: &str, allowed: &[&'static str]) -> Option<&'static str> {
         let s = v.get(key)?.as_str()?;
         allowed.iter().find(|a| **a == s).copied()

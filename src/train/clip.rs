@@ -467,37 +467,39 @@ impl ClipRun {
     }
 
     /// One step: batch (one random caption of each image, and with `hard_negatives` each
-    /// caption's contrast), contrastive loss, Adam, metrics line.
+    /// caption's contrast, with `twins` each image's twin and that contrast), contrastive loss,
+    /// Adam, metrics line.
     pub fn step(&mut self) -> Result<ClipStepReport> {
         let t0 = Instant::now();
         let (b, s) = (self.config.batch, self.config.clip.vision.image_size);
         let samples = self.loader.next_batch(b)?;
-        let ids: Vec<Vec<u32>> = samples.iter().map(|x| self.captions.ids(&x.caption)).collect::<Result<_>>()?;
+        let mut ids: Vec<Vec<u32>> = samples.iter().map(|x| self.captions.ids(&x.caption)).collect::<Result<_>>()?;
         let step = self.step + 1;
-        let mut negatives = Vec::new();
-        if self.config.hard_negatives {
-            // Which attribute each caption flips: a pure function of (seed, step, row), so a
-            // resumed run flips the same ones.
-            let mut pick = Rng::stream(self.config.seed ^ NEGATIVES_STREAM, step);
-            for x in &samples {
-                if let Some(c) = hard_negatives::contrast(&x.caption, pick.next_u64()) {
-                    negatives.push(self.captions.ids(&c)?);
-                }
-            }
-        }
-        let mut pixels: Vec<f32> = samples.iter().flat_map(|x| x.pixels.iter().copied()).collect();
-        let mut ids = ids;
-        let mut twins = 0usize;
-        if let Some(tw) = &self.twins {
-            // The same attribute choice as the hard negatives' (same stream), so the two
-            // options differ only in whether the contrast gets an image.
+        // Each caption's contrast: which attribute it flips is a pure function of (seed, step,
+        // row), so a resumed run flips the same ones, and --hard-negatives and --twins choose
+        // alike (they differ only in whether the contrast gets an image).
+        let mut contrasts = Vec::new();
+        if self.config.hard_negatives || self.twins.is_some() {
             let mut pick = Rng::stream(self.config.seed ^ NEGATIVES_STREAM, step);
             for x in &samples {
                 let Some(flip) = hard_negatives::pick_flip(&x.caption, pick.next_u64()) else { continue };
-                let (Some(c), Some(img)) = (hard_negatives::contrast_of(&x.caption, flip), tw.twin(&self.dataset.items[x.item].image, flip)) else { continue };
-                ids.push(self.captions.ids(&c)?);
-                pixels.extend(augment_like(img, s, x.crop));
-                twins += 1;
+                if let Some(c) = hard_negatives::contrast_of(&x.caption, flip) {
+                    contrasts.push((x, flip, c));
+                }
+            }
+        }
+        let mut negatives = Vec::new();
+        let mut pixels: Vec<f32> = samples.iter().flat_map(|x| x.pixels.iter().copied()).collect();
+        let mut twins = 0usize;
+        for (x, flip, c) in contrasts {
+            match &self.twins {
+                Some(tw) => {
+                    let Some(img) = tw.twin(&self.dataset.items[x.item].image, flip) else { continue };
+                    ids.push(self.captions.ids(&c)?);
+                    pixels.extend(augment_like(img, s, x.crop));
+                    twins += 1;
+                }
+                None => negatives.push(self.captions.ids(&c)?),
             }
         }
         normalise_pixels(&mut pixels, s);

@@ -36,14 +36,12 @@ impl Twins {
         let (Some(seed), Some(size)) = (meta["seed"].as_u64(), meta["size"].as_u64()) else {
             return Err(bad("dataset.json has no seed or size".into()));
         };
-        let text = std::fs::read_to_string(data.join("attributes.jsonl")).map_err(|e| bad(format!("attributes.jsonl: {e}")))?;
-        let mut faces = HashMap::new();
-        for (n, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
-            let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(format!("attributes.jsonl line {}: {e}", n + 1)))?;
-            let attrs = crate::eval::face_attrs(&v).ok_or_else(|| bad(format!("attributes.jsonl line {}: missing or unknown attribute", n + 1)))?;
-            let file = v["file"].as_str().and_then(|f| Path::new(f).file_name()).and_then(|f| f.to_str()).unwrap_or_default();
-            faces.insert(file.to_string(), (n as u64, attrs));
-        }
+        let rows = crate::eval::face_rows(data, usize::MAX).map_err(|e| bad(e.to_string()))?;
+        let faces = rows
+            .into_iter()
+            .enumerate()
+            .map(|(n, (file, attrs))| (Path::new(&file).file_name().and_then(|f| f.to_str()).unwrap_or_default().to_string(), (n as u64, attrs)))
+            .collect();
         Ok(Twins { seed, size: size as usize, faces })
     }
 
@@ -51,7 +49,12 @@ impl Twins {
     /// images (uncropped, at its size); None for a file the attributes do not list.
     pub fn twin(&self, image: &Path, flip: Flip) -> Option<image::RgbImage> {
         let (index, a) = self.faces.get(image.file_name()?.to_str()?)?;
-        let s = synth::render(&Attrs::Faces(reverse(a, flip)), self.size, self.seed, *index);
-        image::RgbImage::from_raw(self.size as u32, self.size as u32, s.rgb)
+        image::RgbImage::from_raw(self.size as u32, self.size as u32, render_twin(a, flip, self.size, self.seed, *index))
     }
+}
+
+/// The twin of the renderer's face `index` of `seed` (attributes `a`): the same face with
+/// `flip` reversed and every jitter as in the original, RGB bytes at `size`.
+pub fn render_twin(a: &FaceAttrs, flip: Flip, size: usize, seed: u64, index: u64) -> Vec<u8> {
+    synth::render(&Attrs::Faces(reverse(a, flip)), size, seed, index).rgb
 }
