@@ -132,6 +132,7 @@ enum Command {
 enum ClipWhat {
     /// Zero-shot attribute accuracy on a `ratlip dataset synth` folder (one prompt per class).
     Eval {
+        /// CLIP weights: a CLIP file or folder, or a ratlip model file (its CLIP).
         #[arg(long)]
         clip: PathBuf,
         /// The synthetic set (its attributes.jsonl gives the truth).
@@ -146,7 +147,8 @@ enum ClipWhat {
     },
     /// Token ids and sentence embedding of a prompt.
     Text {
-        /// CLIP weights: a folder (config.json + model.safetensors) or a .safetensors file.
+        /// CLIP weights: a folder (config.json + model.safetensors), a .safetensors file, or a
+        /// ratlip model file (its CLIP, e.g. assets/default.safetensors).
         #[arg(long)]
         clip: PathBuf,
         #[arg(long)]
@@ -157,6 +159,7 @@ enum ClipWhat {
     },
     /// CLIP score of an image for a prompt: 100 × cosine similarity, standard preprocessing.
     Score {
+        /// CLIP weights: a CLIP file or folder, or a ratlip model file (its CLIP).
         #[arg(long)]
         clip: PathBuf,
         #[arg(long)]

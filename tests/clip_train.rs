@@ -247,7 +247,31 @@ fn a_short_run_learns_and_writes_its_files() {
         assert_eq!(c.by_truth.values().map(|t| t.0).sum::<usize>(), c.n);
         let right: f64 = c.by_truth.values().map(|t| t.0 as f64 * t.1).sum();
         assert!((right / c.n as f64 - c.accuracy).abs() < 1e-9 && (0.0..=1.0).contains(&c.balanced));
+        assert!(c.text_cos.abs() <= 1.0 + 1e-5 && c.text_cos < 1.0 - 1e-7, "a contrast is another sentence: cos {}", c.text_cos);
     }
+    // The mood pairs' text cosine, from the CLIP's own embeddings of each caption and contrast.
+    let mood: Vec<(String, String)> = run
+        .holdout
+        .items
+        .iter()
+        .flat_map(|i| i.captions.iter().filter_map(|c| Some((c.clone(), ratlip::train::hard_negatives::contrast_of(c, ratlip::train::hard_negatives::Flip::Mood)?))))
+        .collect();
+    let unit = |v: &[f32]| -> Vec<f32> {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / n).collect()
+    };
+    let cos_sum: f64 = mood
+        .iter()
+        .map(|(a, b)| {
+            let e = run.trainer.clip.embed_texts(&[a.clone(), b.clone()]).unwrap();
+            unit(&e[0]).iter().zip(unit(&e[1])).map(|(x, y)| (x * y) as f64).sum::<f64>()
+        })
+        .sum();
+    let want = cos_sum / mood.len() as f64;
+    let got = report.contrasts["Mood"].text_cos;
+    assert!((got - want).abs() < 1e-5, "mood text cos {got} ≠ {want} from the CLIP's embeddings");
+    let o = report.other_face_text_cos.expect("the faces have captions");
+    assert!(o.abs() <= 1.0 + 1e-5 && o < 1.0 - 1e-7, "two faces' captions differ: cos {o}");
     // The checkpoint is a CLIP file the rest of ratlip reads.
     let clip = Clip::load(&g, &out.join("checkpoints/step_000016.safetensors")).unwrap();
     assert_eq!(clip.config, run.config.clip);

@@ -31,6 +31,12 @@ fn shapes(dir: &Path, count: usize, size: usize) -> PathBuf {
     out
 }
 
+fn faces(dir: &Path, count: usize, size: usize) -> PathBuf {
+    let out = dir.join("faces");
+    synth::write_dataset(&Options { kind: Kind::Faces, count, size, seed: 0, out: out.clone(), threads: 2 }, &|_| {}).unwrap();
+    out
+}
+
 fn tiny_config(data: &Path, batch: usize, steps: u64) -> RunConfig {
     let mut c = RunConfig::new(data.to_path_buf(), ModelConfig::tiny(Arch::Ratlip));
     c.batch = batch;
@@ -183,8 +189,10 @@ fn attngan_and_cub_layouts() {
 fn resume_is_bit_exact() {
     // Released; then with augmentation and the diversity term (the shifts and the second
     // noise come from the saved noise RNG, and the second G pass moves BatchNorm's statistics).
-    for (shift, div_w) in [(0, 0.0), (2, 1.0)] {
-        resume_is_bit_exact_with(shift, div_w);
+    // Then with hard negatives, on faces (the contrast's pick is a stream of (seed, step), and
+    // the contrast captions' embeddings join the saved text cache).
+    for (shift, div_w, hard_negative_w) in [(0, 0.0, 0.0), (2, 1.0, 0.0), (0, 0.0, 1.0)] {
+        resume_is_bit_exact_with(shift, div_w, hard_negative_w);
     }
     let dir = scratch("resume_bad_shift");
     let data = shapes(&dir, 2, 32);
@@ -197,13 +205,19 @@ fn resume_is_bit_exact() {
     cfg.div_tau = 0.0;
     let err = Run::create(&dir.join("run_tau"), cfg, tiny_model(&gpu(), 1)).err().expect("a zero cap is refused").to_string();
     assert!(err.contains("div_tau"), "{err}");
+    // Shapes' captions name no mood, glasses or beard: the term could never engage.
+    let mut cfg = tiny_config(&data, 2, 1);
+    cfg.hard_negative_w = 1.0;
+    let err = Run::create(&dir.join("run_hn"), cfg, tiny_model(&gpu(), 1)).err().expect("hard negatives on shapes are refused").to_string();
+    assert!(err.contains("--hard-negative-w") && err.contains("no caption"), "{err}");
+    assert!(!dir.join("run_hn/config.json").exists(), "a refused run writes nothing");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn resume_is_bit_exact_with(augment_shift: usize, div_w: f32) {
+fn resume_is_bit_exact_with(augment_shift: usize, div_w: f32, hard_negative_w: f32) {
     let g = gpu();
-    let dir = scratch(&format!("resume_{augment_shift}_{div_w}"));
-    let data = shapes(&dir, 12, 32);
+    let dir = scratch(&format!("resume_{augment_shift}_{div_w}_{hard_negative_w}"));
+    let data = if hard_negative_w > 0.0 { faces(&dir, 12, 32) } else { shapes(&dir, 12, 32) };
     let (n, batch) = (4u64, 3usize);
     let never = AtomicBool::new(false);
 
@@ -211,6 +225,7 @@ fn resume_is_bit_exact_with(augment_shift: usize, div_w: f32) {
     let mut cfg = tiny_config(&data, batch, n);
     cfg.augment_shift = augment_shift;
     cfg.div_w = div_w;
+    cfg.hard_negative_w = hard_negative_w;
     let mut straight = Run::create(&straight_dir, cfg, tiny_model(&g, 1)).unwrap();
     assert_eq!(straight.train(&never, |_| {}).unwrap(), Outcome::Finished);
 
@@ -219,6 +234,7 @@ fn resume_is_bit_exact_with(augment_shift: usize, div_w: f32) {
     cfg.keep = 1;
     cfg.augment_shift = augment_shift;
     cfg.div_w = div_w;
+    cfg.hard_negative_w = hard_negative_w;
     let mut first = Run::create(&split_dir, cfg, tiny_model(&g, 1)).unwrap();
     let stop = AtomicBool::new(false);
     let outcome = first
@@ -234,7 +250,7 @@ fn resume_is_bit_exact_with(augment_shift: usize, div_w: f32) {
     drop(first);
 
     let mut resumed = Run::resume(&g, &split_dir).unwrap();
-    assert_eq!((resumed.config.augment_shift, resumed.config.div_w), (augment_shift, div_w));
+    assert_eq!((resumed.config.augment_shift, resumed.config.div_w, resumed.config.hard_negative_w), (augment_shift, div_w, hard_negative_w));
     assert_eq!((resumed.step, resumed.data_position()), (n / 2, mid_position));
     assert_eq!(resumed.train(&never, |_| {}).unwrap(), Outcome::Finished);
     assert_eq!(resumed.step, n);
@@ -249,6 +265,13 @@ fn resume_is_bit_exact_with(augment_shift: usize, div_w: f32) {
     };
     let logged: Vec<Option<f64>> = metrics(&split_dir).iter().map(|m| m.get("diversity").and_then(serde_json::Value::as_f64)).collect();
     assert!(logged.iter().all(|d| d.is_some() == (div_w > 0.0)), "diversity is logged when the term is on: {logged:?}");
+    let contrast: Vec<Option<f64>> = metrics(&split_dir).iter().map(|m| m.get("loss_contrast").and_then(serde_json::Value::as_f64)).collect();
+    if hard_negative_w > 0.0 {
+        // Batches of 3 faces, each with 10 captions most of which name a mood: some step has a contrast.
+        assert!(contrast.iter().any(Option::is_some), "loss_contrast is logged: {contrast:?}");
+    } else {
+        assert!(contrast.iter().all(Option::is_none), "no loss_contrast without the term: {contrast:?}");
+    }
     let (ma, mb) = (strip(metrics(&straight_dir)), strip(metrics(&split_dir)));
     assert_eq!(ma.len(), n as usize);
     assert_eq!(ma, mb);

@@ -49,6 +49,7 @@ pub fn step_timing(gpu: &Gpu, config: ModelConfig, batch: usize, warmup: usize, 
         noise: Tensor::from_slice(gpu, &[batch, c.z_dim], &rng.normals(batch * c.z_dim))?,
         shifts: None,
         noise2: None,
+        contrast: None,
     };
     let mut opt_d = Adam::new(&[NET_D, NET_C], BETAS, EPS);
     let mut opt_g = Adam::new(&[NET_G], BETAS, EPS);

@@ -48,7 +48,7 @@ fn sentence_embedding(clip: &Clip, ids: &[u32]) -> Result<Vec<f32>> {
 }
 
 pub fn text(gpu: &Gpu, clip_path: &Path, prompt: &str, json: bool) -> Result<()> {
-    let clip = load(gpu, clip_path)?;
+    let clip = load_or_from_model(gpu, clip_path)?;
     let enc = tokenize(&clip, prompt)?;
     let emb = sentence_embedding(&clip, &enc.ids)?;
     let n = enc.ids.iter().rposition(|&i| i != 0).map_or(0, |p| p + 1);
@@ -74,7 +74,7 @@ pub fn text(gpu: &Gpu, clip_path: &Path, prompt: &str, json: bool) -> Result<()>
 }
 
 pub fn score(gpu: &Gpu, clip_path: &Path, image: &Path, prompt: &str, json: bool) -> Result<()> {
-    let clip = load(gpu, clip_path)?;
+    let clip = load_or_from_model(gpu, clip_path)?;
     let size = clip.config.vision.image_size;
     let pixels = preprocess::for_scoring(image, size)?;
     let enc = tokenize(&clip, prompt)?;
@@ -102,7 +102,7 @@ pub fn score(gpu: &Gpu, clip_path: &Path, image: &Path, prompt: &str, json: bool
 
 /// `ratlip clip eval`: zero-shot attribute accuracy on a synthetic set.
 pub fn eval(gpu: &Gpu, clip_path: &Path, data: &Path, limit: Option<usize>, out: Option<&Path>) -> Result<()> {
-    let clip = load(gpu, clip_path)?;
+    let clip = load_or_from_model(gpu, clip_path)?;
     let only: Option<Vec<std::path::PathBuf>> = match limit {
         Some(n) => {
             let ds = ratlip::train::data::Dataset::open(data)?;

@@ -83,6 +83,13 @@ pub struct TrainArgs {
     /// Where the diversity reward is capped (default 0.25).
     #[arg(long, conflicts_with = "resume")]
     div_tau: Option<f32>,
+    /// Weight of a hard-negative hinge in L_D: each real image whose caption names a mood,
+    /// glasses or a beard is also shown to D with that attribute said the other way round
+    /// ("smiling" ↔ "frowning", "wearing glasses" ↔ "no glasses"), as a mismatched pair
+    /// (NegCLIP's hard negatives given to the matching-aware D; not in the released code;
+    /// default 0: off). Costs one more NetD/NetC pass on those images.
+    #[arg(long, conflicts_with = "resume")]
+    hard_negative_w: Option<f32>,
     /// Move each real and fake image by up to K pixels (random, per step) before CLIP sees
     /// it: DiffAugment's translation, not in the released code (default 0: off).
     #[arg(long, conflicts_with = "resume")]
@@ -213,6 +220,7 @@ pub fn train(gpu: &Gpu, a: &TrainArgs) -> Result<()> {
             config.pixel_w = a.pixel_w.unwrap_or(config.pixel_w);
             config.div_w = a.div_w.unwrap_or(config.div_w);
             config.div_tau = a.div_tau.unwrap_or(config.div_tau);
+            config.hard_negative_w = a.hard_negative_w.unwrap_or(config.hard_negative_w);
             config.augment_shift = a.augment_shift.unwrap_or(config.augment_shift);
             config.workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4));
             let model = match &a.model {
@@ -253,7 +261,7 @@ fn describe(run: &Run) {
     let c = &run.config;
     let (g, d, nc) = run.model.parameter_counts();
     eprintln!(
-        "data: {} ({} images, {} captions, {:?} layout{}); model {} {}×{} (netG {g}, netD {d}, netC {nc}); batch {}, {} steps, seed {}, lr G {} D {}, sim_w {}, magp_w {}{}{}{}",
+        "data: {} ({} images, {} captions, {:?} layout{}); model {} {}×{} (netG {g}, netD {d}, netC {nc}); batch {}, {} steps, seed {}, lr G {} D {}, sim_w {}, magp_w {}{}{}{}{}",
         c.data.display(),
         run.dataset.items.len(),
         run.dataset.caption_count(),
@@ -271,6 +279,7 @@ fn describe(run: &Run) {
         c.magp_w,
         if c.pixel_w > 0.0 { format!(", pixel_w {}", c.pixel_w) } else { String::new() },
         if c.div_w > 0.0 { format!(", div_w {} (cap {})", c.div_w, c.div_tau) } else { String::new() },
+        if c.hard_negative_w > 0.0 { format!(", hard_negative_w {}", c.hard_negative_w) } else { String::new() },
         if c.augment_shift > 0 { format!(", augment shift ±{} px", c.augment_shift) } else { String::new() }
     );
 }
@@ -281,12 +290,13 @@ fn progress(r: &StepReport, started_at: u64, elapsed: f64) {
     let eta = per * (r.steps - r.step) as f64;
     let m = &r.metrics;
     eprint!(
-        "\rstep {}/{}  L_D {:.3} (real {:.3} mis {:.3} fake {:.3} gp {:.3})  L_G {:.3} cos {:.3} L1 {:.3}{}  {:.2} img/s  ETA {}   ",
+        "\rstep {}/{}  L_D {:.3} (real {:.3} mis {:.3}{} fake {:.3} gp {:.3})  L_G {:.3} cos {:.3} L1 {:.3}{}  {:.2} img/s  ETA {}   ",
         r.step,
         r.steps,
         m.loss_d,
         m.loss_real,
         m.loss_mis,
+        m.loss_contrast.map(|c| format!(" contrast {c:.3}")).unwrap_or_default(),
         m.loss_fake,
         m.magp,
         m.loss_g,

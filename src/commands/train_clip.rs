@@ -189,10 +189,13 @@ pub fn print_report(r: &Report) {
     println!("  {:<12} {:>5} {:>9.3} {:>7.3} {:>9.3}", "mean", "", r.mean_accuracy, r.mean_chance, r.mean_majority);
     if !r.contrasts.is_empty() {
         println!("own caption over its contrast (the same caption with one attribute reversed; chance 0.5):");
-        println!("  {:<12} {:>5} {:>9} {:>9}  by the image's truth", "reversed", "pairs", "accuracy", "balanced");
+        println!("  {:<12} {:>5} {:>9} {:>9} {:>9}  by the image's truth", "reversed", "pairs", "accuracy", "balanced", "text cos");
         for (name, c) in &r.contrasts {
             let by: Vec<String> = c.by_truth.iter().map(|(t, (n, a))| format!("{t} {a:.3} ({n})")).collect();
-            println!("  {:<12} {:>5} {:>9.3} {:>9.3}  {}", name.to_lowercase(), c.n, c.accuracy, c.balanced, by.join(", "));
+            println!("  {:<12} {:>5} {:>9.3} {:>9.3} {:>9.4}  {}", name.to_lowercase(), c.n, c.accuracy, c.balanced, c.text_cos, by.join(", "));
+        }
+        if let Some(o) = r.other_face_text_cos {
+            println!("  text cos: the caption's and its contrast's text embeddings; two faces' captions of one template: {o:.4}");
         }
     }
 }

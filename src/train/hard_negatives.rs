@@ -1,7 +1,8 @@
 //! Hard negatives for contrastive CLIP training (`ratlip train-clip --hard-negatives`), after
 //! NegCLIP (Yuksekgonul et al. 2023): beside each caption, its *contrast* — the same sentence
 //! with one attribute said the other way round — joins the batch as one more text, which the
-//! caption's image must score below its own caption.
+//! caption's image must score below its own caption. The GAN's discriminator gets the same
+//! pairs as mismatched ones (`ratlip train --hard-negative-w`, `objective::d_losses`).
 //!
 //! Why: in a batch of 64 random faces, two captions differ in hair colour, age or background
 //! long before they differ only in a smile, so a CLIP trained on random batches learns the easy

@@ -25,5 +25,5 @@ pub mod twins;
 pub mod zero_shot;
 
 pub use adam::Adam;
-pub use objective::{d_losses, d_step, g_losses, g_step, generate_fake, grad_norm, ma_gp, train_step, Batch, DStep, Fake, GStep, GTerms, MaGp, Metrics, Shifts, DIV_TAU, DIV_W, MAGP_STEP, MAGP_W, PIXEL_W, SIM_W};
+pub use objective::{d_losses, d_step, g_losses, g_step, generate_fake, grad_norm, ma_gp, train_step, Batch, Contrast, DStep, DTerms, Fake, GStep, GTerms, MaGp, Metrics, Shifts, DIV_TAU, DIV_W, HARD_NEGATIVE_W, MAGP_STEP, MAGP_W, PIXEL_W, SIM_W};
 pub use run::{Outcome, Run, RunConfig, StepReport};

@@ -7,6 +7,8 @@
 //!          L_mis  = mean relu(1 + NetC(NetD(feats_r), s_mis))      s_mis[i] = s[(i+1) mod B]
 //!          L_fake = mean relu(1 + NetC(NetD(feats_f.detach()), s))
 //!          L_D = L_real + (L_fake + L_mis)/2 + MA-GP;   Adam on NetD + NetC
+//!          (`--hard-negative-w w`, not released: + w/2 · mean relu(1 + NetC(NetD(feats_r), s̃)),
+//!           s̃ each real image's contrast caption; see `d_losses`)
 //! G step:  L_G = −mean NetC(NetD'(feats_f), s) − 4 · mean cos(emb_f, s)   (NetD' = after its update)
 //!          backpropagated through the SAME fake's tape;   Adam on G
 //! ```
@@ -45,6 +47,23 @@ pub const DIV_W: f32 = 0.0;
 /// spread than a prompt that leaves attributes free has in the data, more than a full one.
 pub const DIV_TAU: f32 = 0.25;
 
+/// Weight of L_D's hard-negative term: 0, as released (see `d_losses`).
+pub const HARD_NEGATIVE_W: f32 = 0.0;
+
+/// L_D's weights. `DTerms::RELEASED` is the released objective.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DTerms {
+    /// MA-GP (released 2).
+    pub magp_w: f32,
+    /// The hinge on real images paired with their contrast captions (not released; 0 is off;
+    /// a batch without `Batch::contrast` has no such images, and no term).
+    pub hard_negative_w: f32,
+}
+
+impl DTerms {
+    pub const RELEASED: DTerms = DTerms { magp_w: MAGP_W, hard_negative_w: HARD_NEGATIVE_W };
+}
+
 /// L_G's weights. `GTerms::RELEASED` is the released objective.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GTerms {
@@ -70,13 +89,23 @@ pub const MAGP_STEP: f32 = 1.0;
 
 /// One batch: images [B, 3, S, S] in [-1, 1], sentence embeddings [B, cond], noise [B, z],
 /// and, when the run augments, the shifts that move real and fake images before CLIP sees
-/// them; when it rewards diversity, a second noise [B, z] for the same captions.
+/// them; when it rewards diversity, a second noise [B, z] for the same captions; when D
+/// learns from hard negatives, the contrast captions of the rows that have one.
 pub struct Batch {
     pub images: Tensor,
     pub sent_emb: Tensor,
     pub noise: Tensor,
     pub shifts: Option<Shifts>,
     pub noise2: Option<Tensor>,
+    pub contrast: Option<Contrast>,
+}
+
+/// Real images' contrast captions (`train::hard_negatives::contrast`: the caption with its
+/// mood, glasses or beard said the other way round): the batch rows that have one, ascending,
+/// and their sentence embeddings [rows, cond].
+pub struct Contrast {
+    pub rows: Vec<usize>,
+    pub sent_emb: Tensor,
 }
 
 /// DiffAugment's translation (Zhao et al. 2020), drawn per sample and separately for the real
@@ -106,6 +135,15 @@ impl Batch {
         if let Some(z2) = &self.noise2 {
             if z2.shape() != [b, c.z_dim] {
                 return Err(Error::shape("train batch", format!("noise2 {:?} for {b} images, expected [{b}, {}]", z2.shape(), c.z_dim)));
+            }
+        }
+        if let Some(con) = &self.contrast {
+            let k = con.rows.len();
+            if k == 0 || con.rows.windows(2).any(|w| w[0] >= w[1]) || con.rows[k - 1] >= b || con.sent_emb.shape() != [k, c.cond_dim] {
+                return Err(Error::shape(
+                    "train batch",
+                    format!("contrast rows {:?} with sent_emb {:?} for {b} images: expected 1 to {b} ascending rows below {b} and [rows, {}]", con.rows, con.sent_emb.shape(), c.cond_dim),
+                ));
             }
         }
         if self.sent_emb.shape() != [b, c.cond_dim] || self.noise.shape() != [b, c.z_dim] {
@@ -259,6 +297,9 @@ pub struct DStep {
     pub loss_real: f32,
     pub loss_mis: f32,
     pub loss_fake: f32,
+    /// mean relu(1 + NetC(NetD(feats_r), s̃)) over the rows with a contrast caption, when the
+    /// batch has them (L_D adds hard_negative_w/2 × it).
+    pub loss_contrast: Option<f32>,
     pub magp: f32,
     pub loss_d: f32,
     pub grads: BTreeMap<String, Tensor>,
@@ -278,9 +319,30 @@ fn hinge(t: &Tape, out: &Var, sign: f32) -> Result<Var> {
     mean_all(t, &h)
 }
 
-/// The D step's losses and NetD/NetC gradients, without updating anything; `magp_w` weighs
-/// MA-GP (released: [`MAGP_W`]).
-pub fn d_losses(model: &Model, batch: &Batch, fake: &Fake, magp_w: f32) -> Result<DStep> {
+/// Rows `rows` of `t` (along axis 0), gathered on the host: a few images' features.
+fn rows_of(t: &Tensor, rows: &[usize]) -> Result<Tensor> {
+    let n = t.numel() / t.shape()[0];
+    let v = t.to_vec()?;
+    let picked: Vec<f32> = rows.iter().flat_map(|&r| v[r * n..(r + 1) * n].iter().copied()).collect();
+    let mut shape = t.shape().to_vec();
+    shape[0] = rows.len();
+    Tensor::from_slice(t.gpu(), &shape, &picked)
+}
+
+/// The D step's losses and NetD/NetC gradients, without updating anything; `terms` weighs
+/// MA-GP and the hard-negative hinge (released: [`DTerms::RELEASED`]).
+///
+/// `hard_negative_w` (released: 0, i.e. absent) adds hard_negative_w/2 · mean relu(1 +
+/// NetC(NetD(feats_r), s̃)) over the real images that have a contrast caption s̃: L_mis with
+/// the caption's own contrast in place of the next image's caption, NegCLIP's hard negative
+/// (Yuksekgonul et al. 2023) given to the matching-aware discriminator. Not in GALIP or
+/// RATLIP. It exists because the released L_mis pairs an image with a random other caption,
+/// which differs in hair, age or background long before it differs only in a smile or a pair
+/// of glasses, so NetC never needs those few pixels and G is never asked to draw them
+/// (docs/evaluation.md). Each contrast is a real image with a caption that is wrong in
+/// exactly one attribute; across the data both values of it stand on both sides, so NetC can
+/// only score it by looking at the image.
+pub fn d_losses(model: &Model, batch: &Batch, fake: &Fake, terms: &DTerms) -> Result<DStep> {
     let b = batch.check(model)?;
     let d = model.discriminator()?;
     let gpu = model.params.gpu();
@@ -303,13 +365,25 @@ pub fn d_losses(model: &Model, batch: &Batch, fake: &Fake, magp_w: f32) -> Resul
     let detached = tape.constant(fake.features.value().clone());
     let l_fake = hinge(&tape, &d.netc.forward(&cx, &d.netd.forward(&cx, &detached)?, &s)?, 1.0)?;
     let half = tape.axpy(&l_real, 0.5, &l_fake)?;
-    let l_hinge = tape.axpy(&half, 0.5, &l_mis)?;
+    let mut l_hinge = tape.axpy(&half, 0.5, &l_mis)?;
+    let mut loss_contrast = None;
+    // Without `contrast`, no caption of this batch names an attribute a contrast can reverse:
+    // no term.
+    if let Some(con) = &batch.contrast {
+        let feats = tape.constant(rows_of(&feats_r, &con.rows)?);
+        let out = d.netc.forward(&cx, &d.netd.forward(&cx, &feats)?, &tape.constant(con.sent_emb.clone()))?;
+        let l_con = hinge(&tape, &out, 1.0)?;
+        loss_contrast = Some(scalar(l_con.value())?);
+        if terms.hard_negative_w > 0.0 {
+            l_hinge = tape.axpy(&l_hinge, terms.hard_negative_w / 2.0, &l_con)?;
+        }
+    }
     let vars = cx.finish();
     let (loss_real, loss_mis, loss_fake, hinge_sum) = (scalar(l_real.value())?, scalar(l_mis.value())?, scalar(l_fake.value())?, scalar(l_hinge.value())?);
     let mut g = tape.backward(&l_hinge)?;
     let mut grads = vars.gradients(&mut g);
 
-    let gp = ma_gp(model, &feats_r, &batch.sent_emb, magp_w, MAGP_STEP)?;
+    let gp = ma_gp(model, &feats_r, &batch.sent_emb, terms.magp_w, MAGP_STEP)?;
     for (name, t) in &gp.grads {
         let sum = match grads.remove(name) {
             Some(h) => elementwise::add(&h, t)?,
@@ -317,12 +391,12 @@ pub fn d_losses(model: &Model, batch: &Batch, fake: &Fake, magp_w: f32) -> Resul
         };
         grads.insert(name.clone(), sum);
     }
-    Ok(DStep { loss_real, loss_mis, loss_fake, magp: gp.value, loss_d: hinge_sum + gp.value, grads, magp_grads: gp.grads, magp_step: gp.step })
+    Ok(DStep { loss_real, loss_mis, loss_fake, loss_contrast, magp: gp.value, loss_d: hinge_sum + gp.value, grads, magp_grads: gp.grads, magp_step: gp.step })
 }
 
 /// D step: losses, gradients, then Adam on NetD + NetC.
 pub fn d_step(model: &mut Model, opt_d: &mut Adam, batch: &Batch, fake: &Fake, lr: f32) -> Result<DStep> {
-    let out = d_losses(model, batch, fake, MAGP_W)?;
+    let out = d_losses(model, batch, fake, &DTerms::RELEASED)?;
     opt_d.step(&mut model.params, &out.grads, lr)?;
     Ok(out)
 }
@@ -463,6 +537,7 @@ pub struct Metrics {
     pub loss_real: f32,
     pub loss_mis: f32,
     pub loss_fake: f32,
+    pub loss_contrast: Option<f32>,
     pub magp: f32,
     pub loss_d: f32,
     pub loss_g: f32,
@@ -482,6 +557,7 @@ impl Metrics {
             loss_real: d.loss_real,
             loss_mis: d.loss_mis,
             loss_fake: d.loss_fake,
+            loss_contrast: d.loss_contrast,
             magp: d.magp,
             loss_d: d.loss_d,
             loss_g: g.loss_g,

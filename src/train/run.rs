@@ -32,7 +32,8 @@ use super::adam::{Adam, BETAS, EPS, LR_D, LR_G};
 use super::checkpoints::{checkpoint_paths, drive, io, keep_newest, Steps};
 pub use super::checkpoints::{checkpoint_steps, Outcome};
 use super::data::{Dataset, Loader, Position, TextCache};
-use super::objective::{d_losses, g_losses, generate_fake, grad_norm, Batch, GTerms, Metrics, Shifts, DIV_TAU, DIV_W, MAGP_W, PIXEL_W, SIM_W};
+use super::hard_negatives;
+use super::objective::{d_losses, g_losses, generate_fake, grad_norm, Batch, Contrast, DTerms, GTerms, Metrics, Shifts, DIV_TAU, DIV_W, HARD_NEGATIVE_W, MAGP_W, PIXEL_W, SIM_W};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::images;
@@ -89,6 +90,10 @@ pub struct RunConfig {
     /// The noise-to-image ratio the diversity reward is capped at.
     #[serde(default = "default_div_tau")]
     pub div_tau: f32,
+    /// Weight of L_D's hinge on real images with their contrast captions (0: off, as released;
+    /// see `objective::d_losses`).
+    #[serde(default)]
+    pub hard_negative_w: f32,
     /// DiffAugment translation before CLIP: each real and fake image moves by up to this many
     /// pixels a step (0: off, as released; see `objective::Shifts`).
     #[serde(default)]
@@ -120,6 +125,7 @@ impl RunConfig {
             pixel_w: PIXEL_W,
             div_w: DIV_W,
             div_tau: DIV_TAU,
+            hard_negative_w: HARD_NEGATIVE_W,
             augment_shift: 0,
             samples: 8,
             workers: 2,
@@ -130,6 +136,11 @@ impl RunConfig {
     /// L_G's weights as this run sets them.
     pub fn g_terms(&self) -> GTerms {
         GTerms { sim_w: self.sim_w, pixel_w: self.pixel_w, div_w: self.div_w, div_tau: self.div_tau }
+    }
+
+    /// L_D's weights as this run sets them.
+    pub fn d_terms(&self) -> DTerms {
+        DTerms { magp_w: self.magp_w, hard_negative_w: self.hard_negative_w }
     }
 
     fn validate(&self) -> Result<()> {
@@ -153,6 +164,9 @@ impl RunConfig {
         }
         if !(self.div_w.is_finite() && self.div_w >= 0.0 && self.div_tau.is_finite() && self.div_tau > 0.0) {
             return Err(Error::Other(format!("div_w must be finite and ≥ 0 and div_tau finite and > 0, got {} and {}", self.div_w, self.div_tau)));
+        }
+        if !(self.hard_negative_w.is_finite() && self.hard_negative_w >= 0.0) {
+            return Err(Error::Other(format!("hard_negative_w must be finite and ≥ 0, got {}", self.hard_negative_w)));
         }
         if self.augment_shift >= self.model.image_size {
             return Err(Error::Other(format!("--augment-shift {} must be below the image size {}", self.augment_shift, self.model.image_size)));
@@ -209,6 +223,9 @@ pub struct Run {
 
 const NOISE_STREAM: u64 = 0x4E01_5E00;
 const SAMPLE_STREAM: u64 = 0x5A3B_1E00;
+/// Which attribute each caption's contrast flips: a stream of its own per step, so the noise
+/// RNG (and a run without hard negatives) is untouched and resume needs no more state.
+const CONTRAST_STREAM: u64 = 0xC047_7A57;
 const PREFETCH_BATCHES: usize = 4;
 
 impl Run {
@@ -221,6 +238,16 @@ impl Run {
         config.model = model.config.clone();
         config.ratlip_version = env!("CARGO_PKG_VERSION").into();
         config.validate()?;
+        if config.hard_negative_w > 0.0 {
+            // Refused before anything is written: a run whose term could never engage.
+            let data = Dataset::open(&config.data)?;
+            if !data.items.iter().flat_map(|x| &x.captions).any(|c| !hard_negatives::flippable(c).is_empty()) {
+                return Err(Error::Other(format!(
+                    "--hard-negative-w: no caption in {} names a mood, glasses or a beard the way the synthetic faces' captions do, so no image would get a contrast",
+                    config.data.display()
+                )));
+            }
+        }
         for sub in ["checkpoints", "samples"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(|e| io(&dir.join(sub), e))?;
         }
@@ -353,12 +380,17 @@ impl Run {
             shifts,
             // Drawn last and only when on, so runs without it keep their noise and shifts.
             noise2: if self.config.div_w > 0.0 { Some(Tensor::from_slice(&gpu, &[b, z], &self.rng.normals(b * z))?) } else { None },
+            contrast: if self.config.hard_negative_w > 0.0 { self.contrast(&captions)? } else { None },
         };
         let step = self.step + 1;
         let good = self.last_checkpoint.as_ref().map_or("none yet".to_string(), |(_, p)| p.display().to_string());
         let fake = generate_fake(&mut self.model, &batch)?;
-        let d = d_losses(&self.model, &batch, &fake, self.config.magp_w)?;
-        check_losses(step, &[("loss_real", d.loss_real), ("loss_mis", d.loss_mis), ("loss_fake", d.loss_fake), ("magp", d.magp), ("loss_d", d.loss_d)], &good)?;
+        let d = d_losses(&self.model, &batch, &fake, &self.config.d_terms())?;
+        check_losses(
+            step,
+            &[("loss_real", d.loss_real), ("loss_mis", d.loss_mis), ("loss_fake", d.loss_fake), ("loss_contrast", d.loss_contrast.unwrap_or(0.0)), ("magp", d.magp), ("loss_d", d.loss_d)],
+            &good,
+        )?;
         let grad_norm_d = check_grads(step, "L_D", &d.grads, &good)?;
         self.opt_d.step(&mut self.model.params, &d.grads, self.config.lr_d)?;
         let g = g_losses(&self.model, &batch, fake, &self.config.g_terms())?;
@@ -382,6 +414,19 @@ impl Run {
         Ok(report)
     }
 
+    /// The contrast captions of this step's batch (the next step's number picks each one's
+    /// attribute), embedded; None when no caption names an attribute a contrast can reverse.
+    fn contrast(&mut self, captions: &[String]) -> Result<Option<Contrast>> {
+        let mut pick = Rng::stream(self.config.seed ^ CONTRAST_STREAM, self.step + 1);
+        let (rows, texts): (Vec<usize>, Vec<String>) = captions.iter().enumerate().filter_map(|(i, c)| Some((i, hard_negatives::contrast(c, pick.next_u64())?))).unzip();
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let emb = self.cache.embed(&self.model, &texts)?;
+        let sent_emb = Tensor::from_slice(self.model.params.gpu(), &[rows.len(), self.model.config.cond_dim], &emb)?;
+        Ok(Some(Contrast { rows, sent_emb }))
+    }
+
     fn log(&self, r: &StepReport) -> Result<()> {
         let m = &r.metrics;
         let mut line = serde_json::json!({
@@ -393,6 +438,9 @@ impl Run {
         // Measured only with a second noise, i.e. when the run rewards diversity.
         if let Some(d) = m.diversity {
             line["diversity"] = d.into();
+        }
+        if let Some(c) = m.loss_contrast {
+            line["loss_contrast"] = c.into();
         }
         let path = self.dir.join("metrics.jsonl");
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io(&path, e))?;

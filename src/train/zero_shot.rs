@@ -131,6 +131,10 @@ pub struct ContrastScore {
     /// glasses") can score well on one side only; reading the image scores on both.
     pub by_truth: BTreeMap<String, (usize, f64)>,
     pub balanced: f64,
+    /// Mean cosine between the caption's and the contrast's text embeddings: how far apart
+    /// the two sentences are for this CLIP, which is all a generator conditioned on them (and
+    /// a discriminator judging with them) can go by. Compare `Report::other_face_text_cos`.
+    pub text_cos: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -142,6 +146,10 @@ pub struct Report {
     /// By flipped attribute ("Mood", "Glasses", "Beard"), over every caption of every image
     /// (the caption files beside the images); empty when no caption names one.
     pub contrasts: BTreeMap<String, ContrastScore>,
+    /// Mean cosine between caption k of image i and caption k of image i + 1 (the same
+    /// template, another face), over the images with the most common caption count: how far
+    /// apart two captions usually are. None without caption files.
+    pub other_face_text_cos: Option<f64>,
     /// Means over the attributes.
     pub mean_accuracy: f64,
     pub mean_chance: f64,
@@ -262,13 +270,14 @@ pub fn evaluate_with(clip: &Clip, data: &Path, only: Option<&[PathBuf]>, progres
             },
         );
     }
-    let contrasts = contrast_scores(clip, &lines, &img_emb)?;
+    let (contrasts, other_face_text_cos) = contrast_scores(clip, &lines, &img_emb)?;
     let m = attributes.len().max(1) as f64;
     Ok(Report {
         kind,
         data: data.to_path_buf(),
         images: lines.len(),
         contrasts,
+        other_face_text_cos,
         mean_accuracy: attributes.values().map(|a| a.accuracy).sum::<f64>() / m,
         mean_chance: attributes.values().map(|a| a.chance).sum::<f64>() / m,
         mean_majority: attributes.values().map(|a| a.majority).sum::<f64>() / m,
@@ -281,14 +290,19 @@ pub fn evaluate(clip: &Clip, data: &Path, only: Option<&[PathBuf]>) -> Result<Re
 }
 
 /// [`ContrastScore`]s of the images in `lines` (embeddings `img_emb`, normalised), reading each
-/// image's captions from the `.txt` beside it (`ratlip dataset synth` writes one per line).
-fn contrast_scores(clip: &Clip, lines: &[(PathBuf, serde_json::Value)], img_emb: &[Vec<f32>]) -> Result<BTreeMap<String, ContrastScore>> {
+/// image's captions from the `.txt` beside it (`ratlip dataset synth` writes one per line),
+/// and the mean text cosine of two faces' captions of one template (`other_face_text_cos`).
+fn contrast_scores(clip: &Clip, lines: &[(PathBuf, serde_json::Value)], img_emb: &[Vec<f32>]) -> Result<(BTreeMap<String, ContrastScore>, Option<f64>)> {
     // (image, flip, caption, contrast) for every caption and every attribute it names.
     let mut pairs: Vec<(usize, String, String, String, String)> = Vec::new();
+    let mut captions_of: Vec<Vec<String>> = Vec::new();
     for (i, (image, v)) in lines.iter().enumerate() {
         let path = image.with_extension("txt");
         let Ok(text) = std::fs::read_to_string(&path) else { continue };
-        for caption in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let captions: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
+        captions_of.push(captions.clone());
+        for caption in &captions {
+            let caption = caption.as_str();
             for f in hard_negatives::flippable(caption) {
                 let key = match f {
                     Flip::Mood => "expression",
@@ -304,21 +318,49 @@ fn contrast_scores(clip: &Clip, lines: &[(PathBuf, serde_json::Value)], img_emb:
     let texts: Vec<String> = pairs.iter().flat_map(|p| [p.3.clone(), p.4.clone()]).collect();
     let emb: Vec<Vec<f32>> = clip.embed_texts(&texts)?.iter().map(|r| normalised(r)).collect();
     let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
-    // flip → truth → (pairs, right)
+    // flip → truth → (pairs, right); flip → Σ cos(caption, contrast)
     let mut tally: BTreeMap<String, BTreeMap<String, (usize, usize)>> = BTreeMap::new();
+    let mut cos_sum: BTreeMap<String, f64> = BTreeMap::new();
     for (k, (i, flip, truth, _, _)) in pairs.iter().enumerate() {
         let right = dot(&img_emb[*i], &emb[2 * k]) > dot(&img_emb[*i], &emb[2 * k + 1]);
         let t = tally.entry(flip.clone()).or_default().entry(truth.clone()).or_default();
         t.0 += 1;
         t.1 += usize::from(right);
+        *cos_sum.entry(flip.clone()).or_default() += dot(&emb[2 * k], &emb[2 * k + 1]) as f64;
     }
-    Ok(tally
+    let scores = tally
         .into_iter()
         .map(|(f, by)| {
             let (n, ok) = by.values().fold((0, 0), |a, t| (a.0 + t.0, a.1 + t.1));
             let by_truth: BTreeMap<String, (usize, f64)> = by.into_iter().map(|(t, (n, ok))| (t, (n, ok as f64 / n as f64))).collect();
             let balanced = by_truth.values().map(|t| t.1).sum::<f64>() / by_truth.len() as f64;
-            (f, ContrastScore { n, accuracy: ok as f64 / n as f64, by_truth, balanced })
+            let text_cos = cos_sum[&f] / n as f64;
+            (f, ContrastScore { n, accuracy: ok as f64 / n as f64, by_truth, balanced, text_cos })
         })
-        .collect())
+        .collect();
+    Ok((scores, other_face_cos(clip, &captions_of)?))
+}
+
+/// Mean cosine of caption k of image i and caption k of image i + 1 among the images with the
+/// most common caption count (the renderer writes its templates in one order, so k is one
+/// template and only the faces differ).
+fn other_face_cos(clip: &Clip, captions_of: &[Vec<String>]) -> Result<Option<f64>> {
+    let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
+    for c in captions_of.iter().filter(|c| !c.is_empty()) {
+        *counts.entry(c.len()).or_default() += 1;
+    }
+    let Some((&len, _)) = counts.iter().max_by_key(|(&len, &n)| (n, len)) else { return Ok(None) };
+    let same: Vec<&Vec<String>> = captions_of.iter().filter(|c| c.len() == len).collect();
+    if same.len() < 2 {
+        return Ok(None);
+    }
+    let texts: Vec<String> = same.iter().flat_map(|c| c.iter().cloned()).collect();
+    let emb: Vec<Vec<f32>> = clip.embed_texts(&texts)?.iter().map(|r| normalised(r)).collect();
+    let mut sum = 0.0;
+    for i in 0..same.len() - 1 {
+        for k in 0..len {
+            sum += emb[i * len + k].iter().zip(&emb[(i + 1) * len + k]).map(|(x, y)| (x * y) as f64).sum::<f64>();
+        }
+    }
+    Ok(Some(sum / ((same.len() - 1) * len) as f64))
 }
