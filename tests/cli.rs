@@ -154,3 +154,23 @@ fn bench_train_times_a_config_file_and_names_a_bad_one() {
     assert_eq!(code, 2, "--config and --arch together are refused: {err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `clip text` (and `score`, `eval`) take a ratlip model file too, and use the CLIP inside it:
+/// the shipped model's sentence embedding is the one its G is conditioned on.
+#[test]
+fn clip_text_reads_the_clip_inside_a_model_file() {
+    let model_path = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/default.safetensors");
+    let prompt = "a young woman with red hair and glasses, smiling";
+    let (code, out, err) = ratlip(&["clip", "text", "--clip", model_path, "--prompt", prompt, "--json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let got: Vec<f32> = v["sent_emb"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    let gpu = ratlip::Gpu::new(&Default::default()).unwrap();
+    let model = ratlip::model::Model::load(&gpu, std::path::Path::new(model_path)).unwrap();
+    let want = model.clip.embed_texts(&[prompt.to_string()]).unwrap().remove(0);
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+    for (a, b) in got.iter().zip(&want) {
+        assert!((a - b).abs() <= 1e-5 * scale, "{a} vs {b}");
+    }
+}
