@@ -414,8 +414,9 @@ impl Run {
         Ok(report)
     }
 
-    /// The contrast captions of this step's batch (the next step's number picks each one's
-    /// attribute), embedded; None when no caption names an attribute a contrast can reverse.
+    /// The contrast captions of the batch about to be stepped (which attribute each reverses is
+    /// drawn from (seed, that step's number)), embedded; None when no caption names an
+    /// attribute a contrast can reverse.
     fn contrast(&mut self, captions: &[String]) -> Result<Option<Contrast>> {
         let mut pick = Rng::stream(self.config.seed ^ CONTRAST_STREAM, self.step + 1);
         let (rows, texts): (Vec<usize>, Vec<String>) = captions.iter().enumerate().filter_map(|(i, c)| Some((i, hard_negatives::contrast(c, pick.next_u64())?))).unzip();
