@@ -7,7 +7,8 @@ use std::path::Path;
 
 use ratlip::data::synth::{self, Kind, Options};
 use ratlip::train::data::Dataset;
-use ratlip::train::hard_negatives::{contrast, contrast_of, flippable, Flip};
+use ratlip::rng::Rng;
+use ratlip::train::hard_negatives::{contrast_of, contrasts, flippable, pick_flip, Flip};
 
 /// What a caption says about mood (smiling?), glasses and beard, where it says it.
 #[derive(Debug, PartialEq, Clone, Copy)]
@@ -67,12 +68,28 @@ fn known_answers() {
     }
     assert_eq!(contrast_of("a young man with brown hair", Flip::Glasses), None);
     assert_eq!(flippable("this bird has a red crown and a short beak"), vec![]);
-    assert_eq!(contrast("this bird has a red crown and a short beak", 7), None);
+    assert_eq!(pick_flip("this bird has a red crown and a short beak", 7), None);
     assert_eq!(flippable("a happy bearded man, wearing glasses"), vec![Flip::Mood, Flip::Glasses, Flip::Beard]);
     assert_eq!(flippable("a man with glasses and a beard"), vec![]);
     // `pick` chooses among what the caption names, modulo their number.
-    assert_eq!(contrast("a happy man, wearing glasses", 1), contrast_of("a happy man, wearing glasses", Flip::Glasses));
-    assert_eq!(contrast("a happy man, wearing glasses", 2), contrast_of("a happy man, wearing glasses", Flip::Mood));
+    assert_eq!(pick_flip("a happy man, wearing glasses", 1), Some(Flip::Glasses));
+    assert_eq!(pick_flip("a happy man, wearing glasses", 2), Some(Flip::Mood));
+    // A step's contrasts: one draw per caption (with a contrast or not), rows without one left
+    // out, each the caption with the drawn attribute reversed.
+    let captions = ["a happy man, wearing glasses", "this bird has a red crown and a short beak", "A happy man"];
+    let got = contrasts(captions, &mut Rng::new(5));
+    let mut draws = Rng::new(5);
+    let want: Vec<(usize, Flip, String)> = captions
+        .iter()
+        .enumerate()
+        .filter_map(|(row, c)| {
+            let flip = pick_flip(c, draws.next_u64())?;
+            Some((row, flip, contrast_of(c, flip)?))
+        })
+        .collect();
+    assert_eq!(got.iter().map(|x| x.0).collect::<Vec<_>>(), vec![0, 2]);
+    assert_eq!(got, want);
+    assert_eq!(got[1].2, "A sad man");
 }
 
 fn words(caption: &str) -> Vec<String> {

@@ -478,20 +478,16 @@ impl ClipRun {
         // Each caption's contrast: which attribute it flips is a pure function of (seed, step,
         // row), so a resumed run flips the same ones, and --hard-negatives and --twins choose
         // alike (they differ only in whether the contrast gets an image).
-        let mut contrasts = Vec::new();
-        if self.config.hard_negatives || self.twins.is_some() {
-            let mut pick = Rng::stream(self.config.seed ^ NEGATIVES_STREAM, step);
-            for x in &samples {
-                let Some(flip) = hard_negatives::pick_flip(&x.caption, pick.next_u64()) else { continue };
-                if let Some(c) = hard_negatives::contrast_of(&x.caption, flip) {
-                    contrasts.push((x, flip, c));
-                }
-            }
-        }
+        let contrasts = if self.config.hard_negatives || self.twins.is_some() {
+            hard_negatives::contrasts(samples.iter().map(|x| x.caption.as_str()), &mut Rng::stream(self.config.seed ^ NEGATIVES_STREAM, step))
+        } else {
+            Vec::new()
+        };
         let mut negatives = Vec::new();
         let mut pixels: Vec<f32> = samples.iter().flat_map(|x| x.pixels.iter().copied()).collect();
         let mut twins = 0usize;
-        for (x, flip, c) in contrasts {
+        for (row, flip, c) in contrasts {
+            let x = &samples[row];
             match &self.twins {
                 Some(tw) => {
                     let Some(img) = tw.twin(&self.dataset.items[x.item].image, flip) else { continue };

@@ -16,6 +16,7 @@
 //! data the option adds nothing.
 
 use crate::data::synth::FaceAttrs;
+use crate::rng::Rng;
 
 /// Which attribute a contrast flips.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,10 +153,18 @@ pub fn pick_flip(caption: &str, pick: u64) -> Option<Flip> {
     (!flips.is_empty()).then(|| flips[(pick % flips.len() as u64) as usize])
 }
 
-/// The contrast of `caption` that `pick` chooses among the attributes it names, or None when
-/// it names none.
-pub fn contrast(caption: &str, pick: u64) -> Option<String> {
-    contrast_of(caption, pick_flip(caption, pick)?)
+/// Each caption's contrast for one training step, as (row, attribute reversed, contrast), for
+/// the rows that have one. One draw from `pick` per caption, whether or not it has one, so
+/// the choices are a pure function of the stream (a resumed run makes the same ones).
+pub fn contrasts<'a>(captions: impl IntoIterator<Item = &'a str>, pick: &mut Rng) -> Vec<(usize, Flip, String)> {
+    let mut out = Vec::new();
+    for (row, caption) in captions.into_iter().enumerate() {
+        let Some(flip) = pick_flip(caption, pick.next_u64()) else { continue };
+        if let Some(c) = contrast_of(caption, flip) {
+            out.push((row, flip, c));
+        }
+    }
+    out
 }
 
 /// The face with `flip` the other way round: what a contrast caption describes.

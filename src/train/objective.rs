@@ -100,7 +100,7 @@ pub struct Batch {
     pub contrast: Option<Contrast>,
 }
 
-/// Real images' contrast captions (`train::hard_negatives::contrast`: the caption with its
+/// Real images' contrast captions (`train::hard_negatives::contrasts`: the caption with its
 /// mood, glasses or beard said the other way round): the batch rows that have one, ascending,
 /// and their sentence embeddings [rows, cond].
 pub struct Contrast {

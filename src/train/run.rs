@@ -238,10 +238,10 @@ impl Run {
         config.model = model.config.clone();
         config.ratlip_version = env!("CARGO_PKG_VERSION").into();
         config.validate()?;
+        let dataset = Arc::new(Dataset::open(&config.data)?);
         if config.hard_negative_w > 0.0 {
             // Refused before anything is written: a run whose term could never engage.
-            let data = Dataset::open(&config.data)?;
-            if !data.items.iter().flat_map(|x| &x.captions).any(|c| !hard_negatives::flippable(c).is_empty()) {
+            if !dataset.items.iter().flat_map(|x| &x.captions).any(|c| !hard_negatives::flippable(c).is_empty()) {
                 return Err(Error::Other(format!(
                     "--hard-negative-w: no caption in {} names a mood, glasses or a beard the way the synthetic faces' captions do, so no image would get a contrast",
                     config.data.display()
@@ -254,7 +254,7 @@ impl Run {
         write_atomic(&dir.join("config.json"), (serde_json::to_string_pretty(&config).map_err(|e| Error::Other(e.to_string()))? + "\n").as_bytes())?;
         write_atomic(&dir.join("metrics.jsonl"), b"")?;
         let rng = Rng::new(config.seed ^ NOISE_STREAM);
-        Run::assemble(dir, config, model, rng, Position::default(), 0, BTreeMap::new(), 0.0)
+        Run::assemble(dir, config, dataset, model, rng, Position::default(), 0, BTreeMap::new(), 0.0)
     }
 
     /// Continues the run in `dir` from its newest complete checkpoint.
@@ -281,7 +281,8 @@ impl Run {
         }
         let words: Vec<u64> = meta.rng.iter().filter_map(|s| s.parse().ok()).collect();
         let rng: [u64; 4] = words.try_into().map_err(|_| Error::Other(format!("{}: malformed RNG state", state_path.display())))?;
-        let mut run = Run::assemble(dir, config, model, Rng::from_state(rng), meta.position, step, meta.skipped, meta.wall_s)?;
+        let dataset = Arc::new(Dataset::open(&config.data)?);
+        let mut run = Run::assemble(dir, config, dataset, model, Rng::from_state(rng), meta.position, step, meta.skipped, meta.wall_s)?;
         run.opt_d.load_state(&run.model.params, &mut w, "opt_d.", &meta.opt_d_steps)?;
         run.opt_g.load_state(&run.model.params, &mut w, "opt_g.", &meta.opt_g_steps)?;
         w.finish()?;
@@ -300,8 +301,7 @@ impl Run {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn assemble(dir: &Path, config: RunConfig, model: Model, rng: Rng, position: Position, step: u64, skipped: BTreeMap<usize, String>, wall_s: f64) -> Result<Run> {
-        let dataset = Arc::new(Dataset::open(&config.data)?);
+    fn assemble(dir: &Path, config: RunConfig, dataset: Arc<Dataset>, model: Model, rng: Rng, position: Position, step: u64, skipped: BTreeMap<usize, String>, wall_s: f64) -> Result<Run> {
         let mut cache = TextCache::open(&dir.join("text_cache.safetensors"), &model)?;
         let n = dataset.items.len();
         let k = config.samples.clamp(1, n);
@@ -419,7 +419,7 @@ impl Run {
     /// attribute a contrast can reverse.
     fn contrast(&mut self, captions: &[String]) -> Result<Option<Contrast>> {
         let mut pick = Rng::stream(self.config.seed ^ CONTRAST_STREAM, self.step + 1);
-        let (rows, texts): (Vec<usize>, Vec<String>) = captions.iter().enumerate().filter_map(|(i, c)| Some((i, hard_negatives::contrast(c, pick.next_u64())?))).unzip();
+        let (rows, texts): (Vec<usize>, Vec<String>) = hard_negatives::contrasts(captions.iter().map(String::as_str), &mut pick).into_iter().map(|(row, _, c)| (row, c)).unzip();
         if rows.is_empty() {
             return Ok(None);
         }
