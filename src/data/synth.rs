@@ -26,7 +26,7 @@ use crate::weights::write_atomic;
 use crate::{Error, Result};
 
 /// Bumped whenever a seed would draw a different image or caption than before.
-pub const GENERATOR_VERSION: u32 = 1;
+pub const GENERATOR_VERSION: u32 = 2;
 pub const CAPTIONS_PER_IMAGE: usize = 10;
 pub const MIN_SIZE: usize = 16;
 /// The supersampled canvas has 9× the pixels of the output; this keeps one under 30 MB.

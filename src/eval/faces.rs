@@ -96,8 +96,10 @@ pub fn detect(rgb: &[u8], size: usize) -> Detected {
     let p = |fx: f32, fy: f32| at(rgb, size, fx, fy);
     // Top corners: nothing is drawn there (long hair reaches x ≥ 0.24, y ≥ 0.15).
     let background = median(&[p(0.04, 0.04), p(0.96, 0.04), p(0.04, 0.12), p(0.96, 0.12), p(0.1, 0.06)]);
-    // Cheeks below the eyes, outside blush, wrinkles and beard.
-    let skin = median(&[p(0.37, 0.52), p(0.63, 0.52), p(0.5, 0.4)]);
+    // Cheeks below the eyes, outside blush, wrinkles and beard, between the brows, and beside
+    // the nose: five points, so that glasses' frames (which reach the first three) can spoil
+    // two and the median is still skin.
+    let skin = median(&[p(0.37, 0.52), p(0.63, 0.52), p(0.5, 0.4), p(0.44, 0.56), p(0.56, 0.56)]);
     // The hair cap above the forehead.
     let top = median(&[p(0.44, 0.19), p(0.5, 0.19), p(0.56, 0.19)]);
     let (skin_name, _) = nearest(skin, &SKINS);

@@ -137,12 +137,15 @@ pub fn render(a: &FaceAttrs, size: usize, rng: &mut Rng) -> Vec<u8> {
         });
     }
     let lips = if woman { [205, 30, 65] } else { mix(skin, [120, 20, 30], 0.6) };
+    // Since version 2 the smile is a wide open mouth with a pixel-high row of teeth at 32 px
+    // (version 1's was 2/3 as wide with teeth a third of a pixel high): a mood a 32 px model
+    // has to see, not guess.
     if a.expression == "smiling" {
-        let (mx, my, mrx, mry) = (cx, mouth_y - 0.015, 0.075, 0.06);
+        let (mx, my, mrx, mry) = (cx, mouth_y - 0.02, 0.095, 0.075);
         cv.fill((mx - mrx, my, mx + mrx, my + mry), lips, |x, y| y >= my && in_ellipse(x, y, mx, my, mrx, mry));
-        let (trx, try_) = (mrx - 0.02, mry - 0.02);
-        cv.fill((mx - trx, my, mx + trx, my + 0.018), [250, 250, 245], |x, y| {
-            y >= my + 0.004 && y <= my + 0.018 && in_ellipse(x, y, mx, my, trx, try_)
+        let (trx, try_) = (mrx - 0.015, mry - 0.015);
+        cv.fill((mx - trx, my, mx + trx, my + 0.034), [250, 250, 245], |x, y| {
+            y >= my + 0.004 && y <= my + 0.034 && in_ellipse(x, y, mx, my, trx, try_)
         });
     } else {
         let w = if woman { 0.026 } else { 0.02 };
@@ -157,7 +160,7 @@ pub fn render(a: &FaceAttrs, size: usize, rng: &mut Rng) -> Vec<u8> {
         cv.circle(ex, eye_y, 0.018, [70, 45, 30]);
         cv.circle(ex, eye_y, 0.009, [10, 10, 10]);
         // Sad brows rise towards the middle of the face.
-        let (inner_up, outer_up) = if a.expression == "sad" { (0.022, -0.008) } else { (0.0, 0.008) };
+        let (inner_up, outer_up) = if a.expression == "sad" { (0.035, -0.012) } else { (0.0, 0.008) };
         let by = eye_y - 0.05;
         cv.polyline(
             &[(ex + side * 0.045, by - outer_up), (ex, by - 0.008 - (inner_up + outer_up) / 2.0), (ex - side * 0.04, by - inner_up)],
@@ -165,9 +168,12 @@ pub fn render(a: &FaceAttrs, size: usize, rng: &mut Rng) -> Vec<u8> {
             brow,
         );
     }
+    // Since version 2 the frames are a pixel wide at 32 px (version 1's were 0.4 px, a faint
+    // grey after downsampling, and black on dark skin): dark on light and tan skin, silver on
+    // brown and dark skin, so they stand off every face.
     if a.glasses {
-        let frame = [25, 25, 30];
-        let (r, w) = (0.052, 0.012);
+        let frame = if matches!(a.skin, "light" | "tan") { [25, 25, 30] } else { [215, 218, 225] };
+        let (r, w) = (0.058, 0.03);
         for side in [-1.0f32, 1.0] {
             let ex = cx + side * eye_dx;
             cv.ring(ex, eye_y, r, w, frame);
