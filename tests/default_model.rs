@@ -1,6 +1,7 @@
 //! The shipped files: `assets/default.safetensors` (the model `generate` and `app` open when
 //! given none) and `assets/eval_clip.safetensors` (the evaluator of docs/evaluation.md), both
-//! made by `tools/recipes/default_model.sh`. They must stay small, load, and still do what
+//! made by `tools/recipes/default_model.sh` as it was at commit ad60945 (the face renderer's
+//! version 1; the real faces here are today's version 2). They must stay small, load, and still do what
 //! docs/evaluation.md says they do: the model draws the hair and background colours it is
 //! asked for, and the evaluator reads age and hair colour off real faces.
 //!

@@ -46,7 +46,7 @@ ABLATION_STEPS=${ABLATION_STEPS:-1200}  # every arm of the ablation (also evalua
 ABLATION_SEEDS=${ABLATION_SEEDS:-0}     # each arm once per seed
 EARLY_STEPS=${EARLY_STEPS:-400}
 GAN_BATCH=${GAN_BATCH:-8}
-DEFAULT_ARM=${DEFAULT_ARM:-galip}                # the arm shipped as assets/default.safetensors,
+DEFAULT_ARM=${DEFAULT_ARM:-galip}                # the arm trained on as the default model (a candidate for assets/),
 DEFAULT_STEPS=${DEFAULT_STEPS:-2100}             # trained on (resumed) to this step
 PIXEL_W=${PIXEL_W:-10}  # the shipped run's `train --pixel-w` (with DIV_W=0 too: the arm's own run, released objective)
 DIV_W=${DIV_W:-2}       # the shipped run's `train --div-w`
@@ -118,4 +118,4 @@ done
 report "$(step "$SHIPPED" "$DEFAULT_STEPS")" "$W/eval/shipped_$DEFAULT_STEPS"
 cp "$(step "$SHIPPED" "$DEFAULT_STEPS")" "$W/default.safetensors"
 cp "$CLIP_B" "$W/eval_clip.safetensors"
-echo "done: $W/default.safetensors and $W/eval_clip.safetensors (their homes: assets/), reports in $W/eval/"
+echo "done: $W/default.safetensors and $W/eval_clip.safetensors (assets/ ships them only if they do better there: docs/evaluation.md), reports in $W/eval/"
