@@ -4,7 +4,9 @@
 //! against the truth, next to chance (1/classes) and the majority-class rate.
 //!
 //! Also, per attribute a caption can contrast (`hard_negatives`), how often the image prefers
-//! its own caption to the contrast.
+//! its own caption to the contrast; and per attribute, how well the image embeddings alone
+//! separate its classes (a nearest-class-mean probe, no text): when zero-shot fails, whether
+//! the image side or the text side is missing the attribute.
 //!
 //! The classes mirror src/data/synth/{faces,shapes}.rs; a truth value outside them is an
 //! error naming it, so the two cannot drift apart silently.
@@ -115,6 +117,10 @@ pub struct AttributeScore {
     pub majority: f64,
     /// confusion[true class][predicted class], in `classes` order.
     pub confusion: Vec<Vec<usize>>,
+    /// The image embeddings alone, without any prompt: [`nearest_mean_accuracy`] over these
+    /// images. Well above `majority` while `accuracy` is not: the image side reads the
+    /// attribute and the text side does not say it. None with fewer than 2 images per fold.
+    pub probe: Option<f64>,
 }
 
 /// How often an image scores one of its own captions above that caption's contrast (the same
@@ -242,6 +248,7 @@ pub fn evaluate_with(clip: &Clip, data: &Path, only: Option<&[PathBuf]>, progres
         let txt: Vec<Vec<f32>> = clip.embed_texts(&prompts)?.iter().map(|r| normalised(r)).collect();
         let k = task.classes.len();
         let mut confusion = vec![vec![0usize; k]; k];
+        let (mut probe_emb, mut probe_label) = (Vec::new(), Vec::new());
         for (i, (file, v)) in lines.iter().enumerate() {
             let Some(truth) = (task.truth)(v) else { continue };
             let t = task.classes.iter().position(|c| c.0 == truth).ok_or_else(|| {
@@ -250,6 +257,8 @@ pub fn evaluate_with(clip: &Clip, data: &Path, only: Option<&[PathBuf]>, progres
             let sims = txt.iter().map(|t| t.iter().zip(&img_emb[i]).map(|(a, b)| a * b).sum::<f32>());
             let pred = sims.enumerate().fold((0, f32::NEG_INFINITY), |m, (j, s)| if s > m.1 { (j, s) } else { m }).0;
             confusion[t][pred] += 1;
+            probe_emb.push(img_emb[i].as_slice());
+            probe_label.push(t);
         }
         let n: usize = confusion.iter().flatten().sum();
         if n == 0 {
@@ -267,6 +276,7 @@ pub fn evaluate_with(clip: &Clip, data: &Path, only: Option<&[PathBuf]>, progres
                 chance: 1.0 / k as f64,
                 majority: majority as f64 / n as f64,
                 confusion,
+                probe: nearest_mean_accuracy(&probe_emb, &probe_label, k),
             },
         );
     }
@@ -283,6 +293,39 @@ pub fn evaluate_with(clip: &Clip, data: &Path, only: Option<&[PathBuf]>, progres
         mean_majority: attributes.values().map(|a| a.majority).sum::<f64>() / m,
         attributes,
     })
+}
+
+/// Two-fold nearest-class-mean accuracy: the images of even position give each class's mean
+/// embedding and the odd ones are classified by the nearest mean (Euclidean), then the other
+/// way round. A linear read-out that needs no training and no seed, so it is the same number
+/// every run; a lower bound on what a trained linear probe would find. `labels` index 0..k.
+/// None when a fold has fewer than 2 images.
+pub fn nearest_mean_accuracy(emb: &[&[f32]], labels: &[usize], k: usize) -> Option<f64> {
+    assert_eq!(emb.len(), labels.len());
+    if emb.len() < 4 {
+        return None;
+    }
+    let dim = emb[0].len();
+    let (mut right, mut total) = (0usize, 0usize);
+    for fit in 0..2 {
+        let mut sum = vec![vec![0f64; dim]; k];
+        let mut count = vec![0usize; k];
+        for (i, (e, &l)) in emb.iter().zip(labels).enumerate().filter(|(i, _)| i % 2 == fit) {
+            debug_assert!(e.len() == dim, "embedding {i} has {} values, not {dim}", e.len());
+            count[l] += 1;
+            sum[l].iter_mut().zip(e.iter()).for_each(|(s, &x)| *s += x as f64);
+        }
+        // A class the fitting fold never saw cannot be predicted.
+        let means: Vec<(usize, Vec<f64>)> =
+            (0..k).filter(|&c| count[c] > 0).map(|c| (c, sum[c].iter().map(|s| s / count[c] as f64).collect())).collect();
+        for (e, &l) in emb.iter().zip(labels).skip(1 - fit).step_by(2) {
+            let dist = |m: &[f64]| m.iter().zip(e.iter()).map(|(a, &b)| (a - b as f64).powi(2)).sum::<f64>();
+            let pred = means.iter().min_by(|a, b| dist(&a.1).total_cmp(&dist(&b.1))).map(|m| m.0);
+            right += usize::from(pred == Some(l));
+            total += 1;
+        }
+    }
+    Some(right as f64 / total as f64)
 }
 
 pub fn evaluate(clip: &Clip, data: &Path, only: Option<&[PathBuf]>) -> Result<Report> {
@@ -363,4 +406,52 @@ fn other_face_cos(clip: &Clip, captions_of: &[Vec<String>]) -> Result<Option<f64
         }
     }
     Ok(Some(sum / ((same.len() - 1) * len) as f64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nearest_mean_accuracy;
+    use crate::rng::Rng;
+
+    fn probe(emb: &[Vec<f32>], labels: &[usize], k: usize) -> Option<f64> {
+        let rows: Vec<&[f32]> = emb.iter().map(Vec::as_slice).collect();
+        nearest_mean_accuracy(&rows, labels, k)
+    }
+
+    /// One informative coordinate among 31 of unit noise: the class means differ by `gap` there.
+    fn data(n: usize, k: usize, gap: f32, seed: u64) -> (Vec<Vec<f32>>, Vec<usize>) {
+        let mut rng = Rng::new(seed);
+        let labels: Vec<usize> = (0..n).map(|_| rng.below(k)).collect();
+        let emb = labels.iter().map(|&l| { let mut e = rng.normals(31); e[7] += gap * l as f32; e }).collect();
+        (emb, labels)
+    }
+
+    #[test]
+    fn reads_a_class_written_in_one_coordinate() {
+        let (emb, labels) = data(301, 3, 8.0, 1);
+        assert!(probe(&emb, &labels, 3).unwrap() > 0.97);
+    }
+
+    #[test]
+    fn finds_nothing_where_nothing_is() {
+        // The same data with the labels of another draw: near chance (1/3), far from the above.
+        let (emb, _) = data(600, 3, 8.0, 1);
+        let (_, labels) = data(600, 3, 0.0, 2);
+        let a = probe(&emb, &labels, 3).unwrap();
+        assert!((0.25..0.42).contains(&a), "{a}");
+    }
+
+    #[test]
+    fn equal_embeddings_give_the_first_class_seen() {
+        // Every distance ties, so every prediction is the first class with a mean (class 0):
+        // the accuracy is class 0's share, the majority here, and never more.
+        let emb = vec![vec![0.5f32; 4]; 8];
+        let labels = [0, 0, 0, 1, 0, 0, 0, 1];
+        assert_eq!(probe(&emb, &labels, 2), Some(0.75));
+    }
+
+    #[test]
+    fn too_few_images_is_none() {
+        assert_eq!(probe(&[vec![1.0], vec![2.0], vec![3.0]], &[0, 1, 0], 2), None);
+    }
 }
