@@ -118,8 +118,9 @@ pub struct AttributeScore {
     /// confusion[true class][predicted class], in `classes` order.
     pub confusion: Vec<Vec<usize>>,
     /// The image embeddings alone, without any prompt: [`nearest_mean_accuracy`] over these
-    /// images. Well above `majority` while `accuracy` is not: the image side reads the
-    /// attribute and the text side does not say it. None with fewer than 2 images per fold.
+    /// images, balanced over classes (chance: `chance`). Well above chance while `accuracy` is
+    /// not: the image side reads the attribute and the text side does not say it. None with
+    /// fewer than 2 images per fold.
     pub probe: Option<f64>,
 }
 
@@ -295,9 +296,12 @@ pub fn evaluate_with(clip: &Clip, data: &Path, only: Option<&[PathBuf]>, progres
     })
 }
 
-/// Two-fold nearest-class-mean accuracy: the images of even position give each class's mean
-/// embedding and the odd ones are classified by the nearest mean (Euclidean), then the other
-/// way round. A linear read-out that needs no training and no seed, so it is the same number
+/// Two-fold nearest-class-mean accuracy, balanced: the images of even position give each
+/// class's mean embedding and the odd ones are classified by the nearest mean (Euclidean),
+/// then the other way round; the score is the mean over classes of the share of that class
+/// classified right, so chance is 1/k whatever the class sizes (a nearest mean knows no class
+/// priors, so its plain accuracy on a 79/21 attribute can fall below the majority rate while
+/// reading it). A linear read-out that needs no training and no seed, so it is the same number
 /// every run; a lower bound on what a trained linear probe would find. `labels` index 0..k.
 /// None when a fold has fewer than 2 images.
 pub fn nearest_mean_accuracy(emb: &[&[f32]], labels: &[usize], k: usize) -> Option<f64> {
@@ -306,7 +310,7 @@ pub fn nearest_mean_accuracy(emb: &[&[f32]], labels: &[usize], k: usize) -> Opti
         return None;
     }
     let dim = emb[0].len();
-    let (mut right, mut total) = (0usize, 0usize);
+    let (mut right, mut total) = (vec![0usize; k], vec![0usize; k]);
     for fit in 0..2 {
         let mut sum = vec![vec![0f64; dim]; k];
         let mut count = vec![0usize; k];
@@ -321,11 +325,12 @@ pub fn nearest_mean_accuracy(emb: &[&[f32]], labels: &[usize], k: usize) -> Opti
         for (e, &l) in emb.iter().zip(labels).skip(1 - fit).step_by(2) {
             let dist = |m: &[f64]| m.iter().zip(e.iter()).map(|(a, &b)| (a - b as f64).powi(2)).sum::<f64>();
             let pred = means.iter().min_by(|a, b| dist(&a.1).total_cmp(&dist(&b.1))).map(|m| m.0);
-            right += usize::from(pred == Some(l));
-            total += 1;
+            right[l] += usize::from(pred == Some(l));
+            total[l] += 1;
         }
     }
-    Some(right as f64 / total as f64)
+    let seen: Vec<f64> = (0..k).filter(|&c| total[c] > 0).map(|c| right[c] as f64 / total[c] as f64).collect();
+    Some(seen.iter().sum::<f64>() / seen.len() as f64)
 }
 
 pub fn evaluate(clip: &Clip, data: &Path, only: Option<&[PathBuf]>) -> Result<Report> {
@@ -442,12 +447,29 @@ mod tests {
     }
 
     #[test]
-    fn equal_embeddings_give_the_first_class_seen() {
+    fn equal_embeddings_score_chance_however_unequal_the_classes() {
         // Every distance ties, so every prediction is the first class with a mean (class 0):
-        // the accuracy is class 0's share, the majority here, and never more.
+        // all of class 0 right, none of class 1, balanced 0.5 (plain accuracy would be 0.75).
         let emb = vec![vec![0.5f32; 4]; 8];
         let labels = [0, 0, 0, 1, 0, 0, 0, 1];
-        assert_eq!(probe(&emb, &labels, 2), Some(0.75));
+        assert_eq!(probe(&emb, &labels, 2), Some(0.5));
+    }
+
+    #[test]
+    fn a_rare_class_read_right_counts_as_much_as_a_common_one() {
+        // 3 classes: 0 common, 2 rare; class 2 sits far away, 0 and 1 coincide.
+        let mut emb = Vec::new();
+        let mut labels = Vec::new();
+        for j in 0..20 {
+            let l = if j % 5 == 4 { 2 } else { j % 2 };
+            // Each label twice in a row, so both folds see every class.
+            for _ in 0..2 {
+                emb.push(vec![if l == 2 { 10.0 } else { 0.0 }, 1.0]);
+                labels.push(l);
+            }
+        }
+        // Class 2 all right; 0 and 1 tie, so all are predicted 0: (1 + 0 + 1) / 3.
+        assert!((probe(&emb, &labels, 3).unwrap() - 2.0 / 3.0).abs() < 1e-12);
     }
 
     #[test]
