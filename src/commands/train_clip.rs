@@ -182,7 +182,7 @@ fn progress(r: &ClipStepReport, started_at: u64, elapsed: f64) {
 
 pub fn print_report(r: &Report) {
     println!("zero-shot on {} {} images ({}):", r.images, r.kind, r.data.display());
-    println!("  {:<12} {:>5} {:>9} {:>7} {:>9} {:>7}  (probe: the image embeddings alone, nearest class mean, balanced: chance is chance)", "attribute", "n", "accuracy", "chance", "majority", "probe");
+    println!("  {:<12} {:>5} {:>9} {:>7} {:>9} {:>7}  (probe: the image embeddings alone, a linear discriminant, balanced: chance is chance)", "attribute", "n", "accuracy", "chance", "majority", "probe");
     for (name, a) in &r.attributes {
         let probe = a.probe.map_or("-".to_string(), |p| format!("{p:.3}"));
         println!("  {:<12} {:>5} {:>9.3} {:>7.3} {:>9.3} {:>7}", name, a.n, a.accuracy, a.chance, a.majority, probe);
