@@ -7,14 +7,15 @@
 #   bash tools/recipes/default_model.sh [WORK_DIR]     (default WORK_DIR: runs/)
 #
 # The faces are the renderer's version 2 (`dataset.json`'s generator_version; glasses and
-# smile drawn so a 32 px model sees them), and the defaults make the version 2 run of
-# docs/evaluation.md ("Glasses a 32 px CLIP can see"): CLIP A trained 1200 steps with
-# `--hard-negatives`, the judge 1200 steps, the GALIP arm with `--pixel-w 10 --div-w 2` to
-# step 2100 (folder galip_pixel_div). It is not the shipped file: that run drew no glasses.
-# assets/default.safetensors and everything docs/evaluation.md reports before that section
-# were made on version 1: `git checkout ad60945` and run this script from there, where its
-# defaults remake the shipped model. Its header there lists the other settings:
-# - the shipped model: 32 px, CLIP A at 32 px / patch 4 (400 steps, plain), every arm trained
+# smile drawn so a 32 px model sees them), and the defaults make assets/default.safetensors
+# (docs/evaluation.md, "Glasses a 32 px CLIP can see" and "Trained on to step 3600"): CLIP A
+# trained 1200 steps with `--hard-negatives`, the judge 1200, the GALIP arm with `--pixel-w 10
+# --div-w 2` to step 3600 (folder galip_pixel_div). assets/eval_clip.safetensors, and
+# everything docs/evaluation.md reports before those sections, were made on version 1:
+# `git checkout ad60945` and run this script from there (this script's own CLIP B, copied to
+# WORK_DIR/eval_clip.safetensors at the end, is version 2's). Its header there lists the
+# other settings:
+# - the model shipped third (version 1): 32 px, CLIP A at 32 px / patch 4 (400 steps, plain), every arm trained
 #   with `--augment-shift 4`; the shipped run is the GALIP arm's settings plus `--pixel-w 10
 #   --div-w 2`, trained to step 2100;
 # - the two models shipped before it: DIV_W=0 (`--pixel-w 10` alone, folder galip_pixel),
@@ -46,8 +47,8 @@ ABLATION_STEPS=${ABLATION_STEPS:-1200}  # every arm of the ablation (also evalua
 ABLATION_SEEDS=${ABLATION_SEEDS:-0}     # each arm once per seed
 EARLY_STEPS=${EARLY_STEPS:-400}
 GAN_BATCH=${GAN_BATCH:-8}
-DEFAULT_ARM=${DEFAULT_ARM:-galip}                # the arm trained on as the default model (a candidate for assets/),
-DEFAULT_STEPS=${DEFAULT_STEPS:-2100}             # trained on (resumed) to this step
+DEFAULT_ARM=${DEFAULT_ARM:-galip}                # the arm trained on as the default model (assets/default.safetensors),
+DEFAULT_STEPS=${DEFAULT_STEPS:-3600}             # trained on (resumed) to this step
 PIXEL_W=${PIXEL_W:-10}  # the shipped run's `train --pixel-w` (with DIV_W=0 too: the arm's own run, released objective)
 DIV_W=${DIV_W:-2}       # the shipped run's `train --div-w`
 HARD_NEGATIVES=${HARD_NEGATIVES-1}  # non-empty (the default): CLIP A trains with `--hard-negatives`;
@@ -118,4 +119,4 @@ done
 report "$(step "$SHIPPED" "$DEFAULT_STEPS")" "$W/eval/shipped_$DEFAULT_STEPS"
 cp "$(step "$SHIPPED" "$DEFAULT_STEPS")" "$W/default.safetensors"
 cp "$CLIP_B" "$W/eval_clip.safetensors"
-echo "done: $W/default.safetensors and $W/eval_clip.safetensors (assets/ ships them only if they do better there: docs/evaluation.md), reports in $W/eval/"
+echo "done: $W/default.safetensors (assets/default.safetensors is this run's) and $W/eval_clip.safetensors (version 2's evaluator; assets/ ships version 1's: docs/evaluation.md), reports in $W/eval/"
