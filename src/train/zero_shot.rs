@@ -20,6 +20,7 @@ use super::hard_negatives::{self, Flip};
 use crate::clip::model::Clip;
 use crate::clip::preprocess::{MEAN, STD};
 use crate::error::{Error, Result};
+use crate::eval::frechet::{symmetric_eigen, Gaussian};
 
 /// One attribute: how to read its truth from an attributes line, and a prompt per class.
 struct Task {
@@ -336,30 +337,30 @@ pub fn linear_probe_accuracy(emb: &[&[f32]], labels: &[usize], k: usize) -> Opti
         for &c in &classes {
             mean[c].iter_mut().for_each(|m| *m /= count[c] as f64);
         }
-        let mut cov = vec![0f64; d * d];
-        for &(e, l) in &fold {
-            let r: Vec<f64> = e.iter().zip(&mean[l]).map(|(&x, m)| x as f64 - m).collect();
-            for i in 0..d {
-                for j in 0..d {
-                    cov[i * d + j] += r[i] * r[j];
-                }
-            }
-        }
+        // The pooled within-class covariance is the covariance of the residuals from each
+        // class's mean (whose own mean is 0), rescaled from n − 1 to n − classes.
+        let residuals: Vec<Vec<f32>> =
+            fold.iter().map(|&(e, l)| e.iter().zip(&mean[l]).map(|(&x, m)| (x as f64 - m) as f32).collect()).collect();
+        let mut cov = Gaussian::fit(&residuals).ok()?.cov;
         let dof = (fold.len() - classes.len()).max(1) as f64;
-        let mean_var = (0..d).map(|i| cov[i * d + i]).sum::<f64>() / dof / d as f64;
+        let rescale = (fold.len() - 1) as f64 / dof;
+        let mean_var = (0..d).map(|i| cov[i * d + i]).sum::<f64>() * rescale / d as f64;
+        cov.iter_mut().for_each(|c| *c *= (1.0 - SHRINKAGE) * rescale);
         for i in 0..d {
-            for j in 0..d {
-                cov[i * d + j] *= (1.0 - SHRINKAGE) / dof;
-            }
             // The tiny floor keeps equal embeddings (zero covariance) invertible.
             cov[i * d + i] += SHRINKAGE * mean_var + 1e-12;
         }
-        let chol = cholesky(&cov, d);
+        // S⁻¹ b = V diag(1/λ) Vᵀ b; every λ is at least the shrinkage's floor.
+        let (lambda, v) = symmetric_eigen(&cov, d);
+        let solve = |b: &[f64]| -> Vec<f64> {
+            let t: Vec<f64> = (0..d).map(|k| (0..d).map(|i| v[i * d + k] * b[i]).sum::<f64>() / lambda[k]).collect();
+            (0..d).map(|i| (0..d).map(|k| v[i * d + k] * t[k]).sum()).collect()
+        };
         // (class, S⁻¹ μ_c, ½ μ_cᵀ S⁻¹ μ_c)
         let disc: Vec<(usize, Vec<f64>, f64)> = classes
             .iter()
             .map(|&c| {
-                let w = cholesky_solve(&chol, d, &mean[c]);
+                let w = solve(&mean[c]);
                 let half = 0.5 * w.iter().zip(&mean[c]).map(|(a, b)| a * b).sum::<f64>();
                 (c, w, half)
             })
@@ -374,31 +375,6 @@ pub fn linear_probe_accuracy(emb: &[&[f32]], labels: &[usize], k: usize) -> Opti
     }
     let seen: Vec<f64> = (0..k).filter(|&c| total[c] > 0).map(|c| right[c] as f64 / total[c] as f64).collect();
     Some(seen.iter().sum::<f64>() / seen.len() as f64)
-}
-
-/// Lower-triangular L with L Lᵀ = `a` (d × d, symmetric positive definite, row-major).
-fn cholesky(a: &[f64], d: usize) -> Vec<f64> {
-    let mut l = vec![0f64; d * d];
-    for i in 0..d {
-        for j in 0..=i {
-            let s = a[i * d + j] - (0..j).map(|k| l[i * d + k] * l[j * d + k]).sum::<f64>();
-            l[i * d + j] = if i == j { s.max(f64::MIN_POSITIVE).sqrt() } else { s / l[j * d + j] };
-        }
-    }
-    l
-}
-
-/// x with L Lᵀ x = b.
-fn cholesky_solve(l: &[f64], d: usize, b: &[f64]) -> Vec<f64> {
-    let mut y = vec![0f64; d];
-    for i in 0..d {
-        y[i] = (b[i] - (0..i).map(|k| l[i * d + k] * y[k]).sum::<f64>()) / l[i * d + i];
-    }
-    let mut x = vec![0f64; d];
-    for i in (0..d).rev() {
-        x[i] = (y[i] - (i + 1..d).map(|k| l[k * d + i] * x[k]).sum::<f64>()) / l[i * d + i];
-    }
-    x
 }
 
 pub fn evaluate(clip: &Clip, data: &Path, only: Option<&[PathBuf]>) -> Result<Report> {
@@ -483,7 +459,7 @@ fn other_face_cos(clip: &Clip, captions_of: &[Vec<String>]) -> Result<Option<f64
 
 #[cfg(test)]
 mod tests {
-    use super::{cholesky, cholesky_solve, linear_probe_accuracy};
+    use super::linear_probe_accuracy;
     use crate::rng::Rng;
 
     fn probe(emb: &[Vec<f32>], labels: &[usize], k: usize) -> Option<f64> {
@@ -553,16 +529,6 @@ mod tests {
             .collect();
         let a = probe(&emb, &labels, 2).unwrap();
         assert!(a > 0.97, "{a}");
-    }
-
-    #[test]
-    fn cholesky_solves() {
-        let a = [4.0, 2.0, 0.6, 2.0, 5.0, 1.0, 0.6, 1.0, 3.0];
-        let x = cholesky_solve(&cholesky(&a, 3), 3, &[1.0, -2.0, 0.5]);
-        for i in 0..3 {
-            let ax: f64 = (0..3).map(|j| a[i * 3 + j] * x[j]).sum();
-            assert!((ax - [1.0, -2.0, 0.5][i]).abs() < 1e-12);
-        }
     }
 
     #[test]
