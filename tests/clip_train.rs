@@ -60,7 +60,7 @@ fn one_step_matches_pytorch() {
     let (shape, ids) = r.host("ids");
     let ids: Vec<Vec<u32>> = ids.chunks(shape[1]).map(|row| row.iter().map(|&x| x as u32).collect()).collect();
 
-    let out = contrastive_grads(&trainer.clip, &trainer.logit_scale, &pixels, &ids, &[]).unwrap();
+    let out = contrastive_grads(&trainer.clip, &trainer.logit_scale, &pixels, &ids, &[], None).unwrap();
     let want = r.scalar("loss");
     assert!(((out.loss - want) / want).abs() < 1e-4, "loss {} vs torch {want}", out.loss);
     assert_eq!(out.acc_i2t, r.scalar("acc_i2t"));
@@ -79,8 +79,8 @@ fn one_step_matches_pytorch() {
     assert!(worst.0 < 1e-4, "gradient of {} differs by {:.2e} of its largest element", worst.1, worst.0);
 
     let lr: f32 = r.0.metadata["lr"].parse().unwrap();
-    trainer.step(&pixels, &ids, &[], lr).unwrap();
-    let second = trainer.step(&pixels, &ids, &[], lr).unwrap();
+    trainer.step(&pixels, &ids, &[], None, lr).unwrap();
+    let second = trainer.step(&pixels, &ids, &[], None, lr).unwrap();
     let want2 = r.scalar("loss2");
     assert!(((second.loss - want2) / want2).abs() < 1e-3, "step 2 loss {} vs torch {want2}", second.loss);
     let mut after: BTreeMap<String, Vec<f32>> = trainer.clip.state_dict().unwrap().into_iter().map(|(n, t)| (n, t.data)).collect();
@@ -113,10 +113,10 @@ fn hard_negatives_match_pytorch() {
     let negatives = rows(n.host("negatives"));
     assert_eq!(negatives.len(), 4);
 
-    let out = contrastive_grads(&trainer.clip, &trainer.logit_scale, &pixels, &ids, &negatives).unwrap();
+    let out = contrastive_grads(&trainer.clip, &trainer.logit_scale, &pixels, &ids, &negatives, None).unwrap();
     let want = n.scalar("loss");
     assert!(((out.loss - want) / want).abs() < 1e-4, "loss {} vs torch {want}", out.loss);
-    let plain = contrastive_grads(&trainer.clip, &trainer.logit_scale, &pixels, &ids, &[]).unwrap();
+    let plain = contrastive_grads(&trainer.clip, &trainer.logit_scale, &pixels, &ids, &[], None).unwrap();
     assert!(out.loss > plain.loss + 0.1, "negatives only add terms to the image→text softmax: {} vs {}", out.loss, plain.loss);
     assert_eq!(out.acc_i2t, n.scalar("acc_i2t"));
     assert_eq!(out.acc_t2i, n.scalar("acc_t2i"));
@@ -293,20 +293,21 @@ fn metric(dir: &Path, key: &str) -> Vec<u64> {
         .collect()
 }
 
-/// Plain, with `--hard-negatives` and with `--twins` (whose choice of attribute per caption
-/// must come back the same after a resume too).
+/// Plain, with `--hard-negatives`, with `--twins` (whose choice of attribute per caption
+/// must come back the same after a resume too), and with `--twins --attribute-w` (the head's
+/// W is in the train state; the twins go unlabelled).
 #[test]
 fn resume_is_bit_exact() {
-    for (hard, twins) in [(false, false), (true, false), (false, true)] {
-        resume_is_bit_exact_with(hard, twins);
+    for (hard, twins, attribute_w) in [(false, false, 0.0), (true, false, 0.0), (false, true, 0.0), (false, true, 2.0)] {
+        resume_is_bit_exact_with(hard, twins, attribute_w);
     }
 }
 
-fn resume_is_bit_exact_with(hard: bool, twins: bool) {
+fn resume_is_bit_exact_with(hard: bool, twins: bool, attribute_w: f32) {
     let g = gpu();
-    let dir = scratch(&format!("resume_{hard}_{twins}"));
+    let dir = scratch(&format!("resume_{hard}_{twins}_{attribute_w}"));
     let data = faces(&dir, 20);
-    let tiny_run = |data: &Path, steps| ClipRunConfig { hard_negatives: hard, twins, ..tiny_run(data, steps) };
+    let tiny_run = |data: &Path, steps| ClipRunConfig { hard_negatives: hard, twins, attribute_w, ..tiny_run(data, steps) };
     let straight = dir.join("straight");
     let mut run = ClipRun::create(&g, &straight, tiny_run(&data, 6), None).unwrap();
     run.train(&AtomicBool::new(false), |_| {}).unwrap();
@@ -333,6 +334,12 @@ fn resume_is_bit_exact_with(hard: bool, twins: bool) {
     let sa = weights_of(&straight.join("checkpoints/train_state_000006.safetensors"));
     let sb = weights_of(&split.join("checkpoints/train_state_000006.safetensors"));
     assert!(sa == sb, "Adam state differs after resume");
+    let head = sa.get(ratlip::train::attribute_head::HEAD);
+    assert_eq!(head.is_some(), attribute_w > 0.0, "the train state holds the head exactly when the run trains one");
+    if let Some(w) = head {
+        assert!(w.iter().any(|&v| v != 0.0), "the head never moved from zero");
+        assert!(!a.contains_key(ratlip::train::attribute_head::HEAD), "the CLIP file stays a plain CLIP");
+    }
     assert_eq!(losses(&straight), losses(&split), "metrics: the same losses, one line per step");
     let n = metric(&straight, "negatives");
     assert_eq!(n, metric(&split, "negatives"));
@@ -455,7 +462,7 @@ fn logit_scale_is_clamped_after_each_update() {
     for (start, want) in [(5.0, ratlip::train::clip::LOGIT_SCALE_MAX), (-1.0, 0.0)] {
         let clip = Clip::load(&g, &fixture().join("clip.safetensors")).unwrap();
         let mut t = ClipTrainer::new(clip, start).unwrap();
-        t.step(&pixels, &ids, &[], 1e-3).unwrap();
+        t.step(&pixels, &ids, &[], None, 1e-3).unwrap();
         assert_eq!(t.logit_scale_value().unwrap(), want, "from {start}");
     }
 }
@@ -516,4 +523,27 @@ fn a_gan_trains_on_an_in_house_clip() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("model config"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--attribute-w`: the head starts at zero, so the first step's attribute loss is the mean
+/// of ln(classes) over the faces' attributes; trained, it falls (these 12 faces are seen again
+/// and again), and the loss it adds leaves the contrastive loss reported on its own.
+#[test]
+fn an_attribute_head_starts_at_ln_classes_and_learns() {
+    let g = gpu();
+    let dir = scratch("attribute_head");
+    let data = faces(&dir, 20);
+    let labels = ratlip::train::zero_shot::attribute_labels(&data).unwrap();
+    let want = labels.attributes.iter().map(|(_, c)| (c.len() as f64).ln()).sum::<f64>() / labels.attributes.len() as f64;
+    let out = dir.join("run");
+    let mut run = ClipRun::create(&g, &out, ClipRunConfig { attribute_w: 1.0, lr: 5e-3, ..tiny_run(&data, 40) }, None).unwrap();
+    let mut seen = Vec::new();
+    run.train(&AtomicBool::new(false), |r| seen.push(r.attribute.expect("every step reports the head"))).unwrap();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let first = lines[0]["attribute_loss"].as_f64().unwrap();
+    assert!((first - want).abs() < 1e-4, "first attribute loss {first}, want mean ln(classes) {want}");
+    let late = seen[30..].iter().map(|a| a.0 as f64).sum::<f64>() / 10.0;
+    assert!(late < 0.9 * want, "attribute loss {first:.3} → {late:.3} over 40 steps on 12 faces");
+    let bad = ClipRun::create(&g, &dir.join("bad"), ClipRunConfig { attribute_w: f32::NAN, ..tiny_run(&data, 2) }, None).err().unwrap().to_string();
+    assert!(bad.contains("--attribute-w"), "{bad}");
 }

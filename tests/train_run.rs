@@ -403,3 +403,45 @@ fn tiny_model_learns_on_shapes() {
     assert!(m.iter().all(|x| x["loss_g"].as_f64().unwrap().is_finite()));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `ratlip train --model M --clip C`: the run goes on from M's G and D around C's CLIP (the
+/// checkpoint's `clip.` tensors are C's, bit for bit, and config.json names C); a CLIP of
+/// other sizes is refused, naming both.
+#[test]
+fn train_model_with_another_clip() {
+    let dir = scratch("swap_clip");
+    let data = faces(&dir, 6, 32);
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let (m, donor) = (dir.join("m.safetensors"), dir.join("donor.safetensors"));
+    for (seed, path) in [("3", &m), ("4", &donor)] {
+        let (code, _, err) = ratlip_cli(&["model", "new", "--arch", "ratlip", "--size", "tiny", "--seed", seed, "-o", &s(path)]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let clip_of = |path: &Path| -> BTreeMap<String, Vec<f32>> {
+        let mut w = ratlip::weights::WeightFile::load(path).unwrap();
+        let names: Vec<String> = w.names().filter(|n| n.starts_with("clip.")).map(str::to_string).collect();
+        names.into_iter().map(|n| (n.clone(), w.take_any(&n).unwrap().data)).collect()
+    };
+    assert_ne!(clip_of(&m), clip_of(&donor), "two seeds, two CLIPs: the check below would prove nothing");
+    let run = dir.join("run");
+    let args = ["train", "--data", &s(&data), "--out", &s(&run), "--model", &s(&m), "--clip", &s(&donor), "--steps", "1", "--batch", "2", "--sample-every", "0", "--checkpoint-every", "0", "--workers", "1"];
+    let (code, _, err) = ratlip_cli(&args);
+    assert_eq!(code, 0, "{err}");
+    let trained = clip_of(&run.join("checkpoints/step_000001.safetensors"));
+    assert!(trained == clip_of(&donor), "the run's CLIP is not the one --clip named");
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["clip"].as_str(), Some(s(&donor).as_str()));
+    assert_eq!(config["init"].as_str(), Some(s(&m).as_str()));
+
+    // A CLIP of other sizes.
+    let small = dir.join("small_clip.safetensors");
+    let mut cfg = ModelConfig::tiny(Arch::Ratlip).clip;
+    cfg.embed_dim += 8;
+    ratlip::train::clip::ClipTrainer::init(&gpu(), cfg, 0).unwrap().save(&small, &[]).unwrap();
+    let run2 = dir.join("run2");
+    let (code, _, err) = ratlip_cli(&["train", "--data", &s(&data), "--out", &s(&run2), "--model", &s(&m), "--clip", &s(&small), "--steps", "1", "--batch", "2"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("small_clip.safetensors") && err.contains("m.safetensors") && err.contains("differ"), "{err}");
+    assert!(!run2.join("config.json").exists(), "a refused run leaves no folder behind");
+    let _ = std::fs::remove_dir_all(&dir);
+}

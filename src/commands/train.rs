@@ -31,8 +31,9 @@ pub struct TrainArgs {
     model: Option<PathBuf>,
     /// A fresh model's frozen CLIP from this file (e.g. a `ratlip train-clip` checkpoint, or a
     /// ratlip model file such as assets/default.safetensors, whose CLIP is taken): its sizes
-    /// replace the config's CLIP and cond_dim becomes its embed_dim.
-    #[arg(long, value_name = "CLIP.safetensors", conflicts_with_all = ["model", "resume"])]
+    /// replace the config's CLIP and cond_dim becomes its embed_dim. With --model: replaces
+    /// that model's CLIP (of the same sizes), to go on training G and D around a retrained CLIP.
+    #[arg(long, value_name = "CLIP.safetensors", conflicts_with = "resume")]
     clip: Option<PathBuf>,
     /// A fresh ratlip/ratlip-release G with plain convs instead of ConvSA: the paper's ablation
     /// "RAT without shuffle attention".
@@ -226,7 +227,21 @@ pub fn train(gpu: &Gpu, a: &TrainArgs) -> Result<()> {
             let model = match &a.model {
                 Some(p) => {
                     config.init = Some(p.clone());
-                    super::model::open(gpu, p)?
+                    let mut model = super::model::open(gpu, p)?;
+                    if let Some(new) = clip {
+                        if new.config != model.config.clip {
+                            anyhow::bail!(
+                                "--clip {}: its sizes {} differ from the CLIP of --model {} ({}); a model can only take a CLIP of its own sizes",
+                                a.clip.as_ref().map(|c| c.display().to_string()).unwrap_or_default(),
+                                serde_json::to_string(&new.config)?,
+                                p.display(),
+                                serde_json::to_string(&model.config.clip)?
+                            );
+                        }
+                        config.clip = a.clip.clone();
+                        model.clip = new;
+                    }
+                    model
                 }
                 None => Model::init(gpu, config.model.clone(), clip, a.seed, true)?,
             };

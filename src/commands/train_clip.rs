@@ -63,6 +63,11 @@ pub struct TrainClipArgs {
     /// read those pixels to tell the pair apart. Needs a `dataset synth --kind faces` folder.
     #[arg(long, conflicts_with_all = ["resume", "hard_negatives"])]
     twins: bool,
+    /// Also train a linear read-out of the image embedding per attribute of attributes.jsonl
+    /// (cross-entropy, this weight; 0: off, CLIP's loss alone). For attributes contrastive
+    /// training alone leaves unread (the faces' smile); the head is not part of the CLIP file.
+    #[arg(long, default_value_t = 0.0, conflicts_with = "resume")]
+    attribute_w: f32,
     /// Images decoded ahead on this many threads (default: the cores, at most 4).
     #[arg(long, conflicts_with = "resume")]
     workers: Option<usize>,
@@ -101,6 +106,7 @@ pub fn train_clip(gpu: &Gpu, a: &TrainClipArgs) -> Result<()> {
             config.flip = a.flip;
             config.hard_negatives = a.hard_negatives;
             config.twins = a.twins;
+            config.attribute_w = a.attribute_w;
             config.workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4));
             ClipRun::create(gpu, &out, config, a.init.as_deref()).with_context(|| format!("starting a run in {}", out.display()))?
         }
@@ -143,7 +149,7 @@ fn describe(run: &ClipRun) {
     let (t, v) = (&c.clip.text, &c.clip.vision);
     let params: usize = run.trainer.params().values().map(|t| t.numel()).sum();
     eprintln!(
-        "data: {} ({} images for training, {} held out); CLIP {} px / patch {}, vision {}×{}, text {}×{} (context {}), embed {} ({:.1} M parameters); batch {}, {} steps, lr {}, seed {}{}",
+        "data: {} ({} images for training, {} held out); CLIP {} px / patch {}, vision {}×{}, text {}×{} (context {}), embed {} ({:.1} M parameters); batch {}, {} steps, lr {}, seed {}{}{}",
         c.data.display(),
         run.dataset.items.len(),
         run.holdout.items.len(),
@@ -160,15 +166,17 @@ fn describe(run: &ClipRun) {
         c.steps,
         c.lr,
         c.seed,
-        if c.hard_negatives { ", hard negatives" } else if c.twins { ", twins" } else { "" }
+        if c.hard_negatives { ", hard negatives" } else if c.twins { ", twins" } else { "" },
+        if c.attribute_w > 0.0 { format!(", attribute head × {}", c.attribute_w) } else { String::new() }
     );
 }
 
 fn progress(r: &ClipStepReport, started_at: u64, elapsed: f64) {
     let done = (r.step - started_at) as f64;
     let eta = elapsed / done.max(1.0) * (r.steps - r.step) as f64;
+    let head = r.attribute.map_or(String::new(), |(l, a)| format!("  attributes {l:.3} acc {a:.2}"));
     eprint!(
-        "\rstep {}/{}  loss {:.3}  scale {:.1}  acc i→t {:.2} t→i {:.2}  {:.1} img/s  ETA {}   ",
+        "\rstep {}/{}  loss {:.3}  scale {:.1}  acc i→t {:.2} t→i {:.2}{head}  {:.1} img/s  ETA {}   ",
         r.step,
         r.steps,
         r.loss,

@@ -32,11 +32,13 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::adam::Adam;
+use super::attribute_head::{head_loss, Spans, HEAD};
 use super::checkpoints::{checkpoint_paths, drive, io, keep_newest, Steps};
 use super::data::{augment_like, Dataset, Loader, Position};
 use super::hard_negatives;
 use super::objective::grad_norm;
 use super::twins::Twins;
+use super::zero_shot::{attribute_labels, AttributeLabels};
 use crate::autograd::Tape;
 use crate::clip::config::{ClipConfig, TextConfig, VisionConfig};
 use crate::clip::model::{Clip, TrainVars, Weights};
@@ -89,8 +91,20 @@ pub struct StepOutput {
     /// captions whose own image has it in their column.
     pub acc_i2t: f32,
     pub acc_t2i: f32,
-    /// Gradients by OpenAI name (q/k/v split, see `clip::model`) plus `logit_scale`.
+    /// With a head: its loss (unweighted) and accuracy (`attribute_head::head_loss`).
+    pub attribute: Option<(f32, f32)>,
+    /// Gradients by OpenAI name (q/k/v split, see `clip::model`) plus `logit_scale` (and
+    /// `attribute_head` with a head).
     pub grads: BTreeMap<String, Tensor>,
+}
+
+/// The auxiliary attribute loss of a step (`attribute_head`): W, its columns, the labels of
+/// the batch's first `labels.len()` images (twins beyond them go unlabelled), and its weight.
+pub struct HeadInput<'a> {
+    pub w: &'a Tensor,
+    pub spans: &'a Spans,
+    pub labels: &'a [Vec<Option<u32>>],
+    pub weight: f32,
 }
 
 /// The symmetric contrastive loss of `pixels` [B, 3, S, S] (CLIP-normalised) against the
@@ -100,7 +114,8 @@ pub struct StepOutput {
 /// `negatives` (K ≥ 0 more captions, `hard_negatives`) are texts no image in the batch should
 /// match: they widen each image's row to B + K columns (image → text), while each caption's
 /// column still ranges over the B images (text → image), as in NegCLIP. K = 0 is CLIP's loss.
-pub fn contrastive_grads(clip: &Clip, logit_scale: &Tensor, pixels: &Tensor, ids: &[Vec<u32>], negatives: &[Vec<u32>]) -> Result<StepOutput> {
+/// `head` adds its weight × the attribute head's loss (None: CLIP's loss alone).
+pub fn contrastive_grads(clip: &Clip, logit_scale: &Tensor, pixels: &Tensor, ids: &[Vec<u32>], negatives: &[Vec<u32>], head: Option<HeadInput>) -> Result<StepOutput> {
     let b = ids.len();
     if b == 0 || pixels.shape().first() != Some(&b) {
         return Err(Error::shape("clip contrastive loss", format!("{} captions for pixels {:?}", b, pixels.shape())));
@@ -122,17 +137,34 @@ pub fn contrastive_grads(clip: &Clip, logit_scale: &Tensor, pixels: &Tensor, ids
     let ce_i = tape.mean(&tape.cross_entropy(&logits, &targets)?, &[0], false)?;
     let captions = if negatives.is_empty() { logits.clone() } else { tape.slice(&logits, 1, 0, b)? };
     let ce_t = tape.mean(&tape.cross_entropy(&tape.permute(&captions, &[1, 0])?, &targets)?, &[0], false)?;
-    let loss = tape.activation(&tape.add(&ce_i, &ce_t)?, elementwise::Activation::Scale(0.5, 0.0))?;
+    let mut loss = tape.activation(&tape.add(&ce_i, &ce_t)?, elementwise::Activation::Scale(0.5, 0.0))?;
     let loss_value = loss.value().to_vec()?[0];
+    let mut attribute = None;
+    let head_var = match head {
+        Some(h) => {
+            let w = tape.var(h.w.clone());
+            let rows = h.labels.len();
+            let labelled = if rows == b { img.clone() } else { tape.slice(&img, 0, 0, rows)? };
+            let out = head_loss(&tape, &labelled, &w, h.spans, h.labels)?;
+            attribute = Some((out.loss.value().to_vec()?[0], out.accuracy));
+            loss = tape.axpy(&loss, h.weight, &out.loss)?;
+            Some(w)
+        }
+        None => None,
+    };
     let l = logits.value().to_vec()?;
     let mut grads = tape.backward(&loss)?;
     let mut named = tv.gradients(&mut grads);
     let g = grads.take(&scale_var).ok_or_else(|| Error::Other("logit_scale received no gradient".into()))?;
     named.insert(LOGIT_SCALE.into(), g);
+    if let Some(w) = head_var {
+        let g = grads.take(&w).ok_or_else(|| Error::Other("the attribute head received no gradient".into()))?;
+        named.insert(HEAD.into(), g);
+    }
     let argmax = |it: &mut dyn Iterator<Item = f32>| it.enumerate().fold((0, f32::NEG_INFINITY), |m, (i, v)| if v > m.1 { (i, v) } else { m }).0;
     let i2t = (0..b).filter(|&i| argmax(&mut (0..n).map(|j| l[i * n + j])) == i).count();
     let t2i = (0..b).filter(|&j| argmax(&mut (0..b).map(|i| l[i * n + j])) == j).count();
-    Ok(StepOutput { loss: loss_value, acc_i2t: i2t as f32 / b as f32, acc_t2i: t2i as f32 / b as f32, grads: named })
+    Ok(StepOutput { loss: loss_value, acc_i2t: i2t as f32 / b as f32, acc_t2i: t2i as f32 / b as f32, attribute, grads: named })
 }
 
 /// A CLIP with its `logit_scale` and Adam: what a training run steps.
@@ -140,8 +172,18 @@ pub struct ClipTrainer {
     pub clip: Clip,
     pub logit_scale: Tensor,
     pub adam: Adam,
-    /// CLIP's tensors (sharing its buffers) and `logit_scale`, by name: what Adam updates.
+    /// The auxiliary attribute head (`attribute_head`), when trained with one.
+    pub head: Option<Head>,
+    /// CLIP's tensors (sharing its buffers), `logit_scale` and the head's W, by name: what
+    /// Adam updates.
     params: BTreeMap<String, Tensor>,
+}
+
+/// W of the attribute head, its columns, and the weight of its loss.
+pub struct Head {
+    pub w: Tensor,
+    pub spans: Spans,
+    pub weight: f32,
 }
 
 impl ClipTrainer {
@@ -149,7 +191,16 @@ impl ClipTrainer {
         let logit_scale = Tensor::from_slice(&clip.gpu, &[1], &[logit_scale])?;
         let mut params = clip.tensors();
         params.insert(LOGIT_SCALE.into(), logit_scale.clone());
-        Ok(ClipTrainer { clip, logit_scale, adam: Adam::new(&[""], BETAS, EPS), params })
+        Ok(ClipTrainer { clip, logit_scale, adam: Adam::new(&[""], BETAS, EPS), head: None, params })
+    }
+
+    /// Trains an attribute head (W zero, `attribute_head`) beside CLIP from now on.
+    pub fn add_head(&mut self, spans: Spans, weight: f32) -> Result<()> {
+        let e = self.clip.config.embed_dim;
+        let w = Tensor::from_slice(&self.clip.gpu, &[e, spans.columns()], &vec![0.0; e * spans.columns()])?;
+        self.params.insert(HEAD.into(), w.clone());
+        self.head = Some(Head { w, spans, weight });
+        Ok(())
     }
 
     /// A fresh CLIP (OpenAI's init, seeded) at temperature 0.07.
@@ -178,11 +229,21 @@ impl ClipTrainer {
     }
 
     /// Forward, backward, Adam, then the clamp of `logit_scale` to [0, ln 100]. Checks the loss
-    /// and gradients before the update (NaN/Inf leaves the weights as they were).
-    pub fn step(&mut self, pixels: &Tensor, ids: &[Vec<u32>], negatives: &[Vec<u32>], lr: f32) -> Result<StepOutput> {
-        let out = contrastive_grads(&self.clip, &self.logit_scale, pixels, ids, negatives)?;
+    /// and gradients before the update (NaN/Inf leaves the weights as they were). `labels`
+    /// (the first images' classes) are needed exactly when the trainer has a head.
+    pub fn step(&mut self, pixels: &Tensor, ids: &[Vec<u32>], negatives: &[Vec<u32>], labels: Option<&[Vec<Option<u32>>]>, lr: f32) -> Result<StepOutput> {
+        let head = match (&self.head, labels) {
+            (Some(h), Some(labels)) => Some(HeadInput { w: &h.w, spans: &h.spans, labels, weight: h.weight }),
+            (None, None) => None,
+            (Some(_), None) => return Err(Error::Other("this CLIP trains an attribute head: every step needs the images' labels".into())),
+            (None, Some(_)) => return Err(Error::Other("labels given to a CLIP trained without an attribute head".into())),
+        };
+        let out = contrastive_grads(&self.clip, &self.logit_scale, pixels, ids, negatives, head)?;
         if !out.loss.is_finite() {
             return Err(Error::Other(format!("the contrastive loss is {}", out.loss)));
+        }
+        if let Some((l, _)) = out.attribute.filter(|a| !a.0.is_finite()) {
+            return Err(Error::Other(format!("the attribute head's loss is {l}")));
         }
         let norm = grad_norm(&out.grads)?;
         if !norm.is_finite() {
@@ -270,6 +331,10 @@ pub struct ClipRunConfig {
     /// reversed) joins the batch with the contrast caption. Off in runs made before the option.
     #[serde(default)]
     pub twins: bool,
+    /// Weight of the auxiliary attribute loss (`attribute_head`; needs attributes.jsonl). 0,
+    /// CLIP's loss alone, in runs made before the option.
+    #[serde(default)]
+    pub attribute_w: f32,
     #[serde(default)]
     pub ratlip_version: String,
 }
@@ -290,6 +355,7 @@ impl ClipRunConfig {
             flip: false,
             hard_negatives: false,
             twins: false,
+            attribute_w: 0.0,
             ratlip_version: env!("CARGO_PKG_VERSION").into(),
         }
     }
@@ -303,6 +369,9 @@ impl ClipRunConfig {
         }
         if self.twins && self.hard_negatives {
             return Err(Error::Other("--twins already puts each caption's contrast in the batch (as its twin's caption); drop --hard-negatives".into()));
+        }
+        if !(self.attribute_w.is_finite() && self.attribute_w >= 0.0) {
+            return Err(Error::Other(format!("--attribute-w must be finite and ≥ 0, got {}", self.attribute_w)));
         }
         if !(self.lr.is_finite() && self.lr >= 0.0) {
             return Err(Error::Other(format!("--lr must be finite and ≥ 0, got {}", self.lr)));
@@ -330,6 +399,8 @@ pub struct ClipStepReport {
     pub scale: f32,
     pub acc_i2t: f32,
     pub acc_t2i: f32,
+    /// The attribute head's loss and accuracy on the batch, with one.
+    pub attribute: Option<(f32, f32)>,
     pub step_s: f64,
     pub images_per_s: f64,
     pub wall_s: f64,
@@ -350,6 +421,8 @@ pub struct ClipRun {
     captions: Captions,
     /// The renderer's twins of the data, with `config.twins`.
     twins: Option<Twins>,
+    /// Every image's classes, with `config.attribute_w` > 0.
+    labels: Option<AttributeLabels>,
     wall_s: f64,
     session_start: Instant,
     last_checkpoint: Option<(u64, PathBuf)>,
@@ -412,6 +485,10 @@ impl ClipRun {
             return Err(Error::Other(format!("{}: says step {}, its name step {step}", state_path.display(), meta.step)));
         }
         let mut run = ClipRun::assemble(dir, config, trainer, meta.position, step, meta.skipped, meta.wall_s)?;
+        if let Some(h) = &run.trainer.head {
+            let t = w.take(HEAD, h.w.shape())?;
+            h.w.write(&t.data)?;
+        }
         run.trainer.adam.load_state_tensors(&run.trainer.params, &mut w, "opt.", &meta.opt_steps)?;
         w.finish()?;
         run.last_checkpoint = Some((step, model_path));
@@ -428,8 +505,18 @@ impl ClipRun {
         Ok(run)
     }
 
-    fn assemble(dir: &Path, config: ClipRunConfig, trainer: ClipTrainer, position: Position, step: u64, skipped: BTreeMap<usize, String>, wall_s: f64) -> Result<ClipRun> {
+    fn assemble(dir: &Path, config: ClipRunConfig, mut trainer: ClipTrainer, position: Position, step: u64, skipped: BTreeMap<usize, String>, wall_s: f64) -> Result<ClipRun> {
         let (train, holdout) = split(&config.data, config.holdout)?;
+        let labels = if config.attribute_w > 0.0 {
+            let labels = attribute_labels(&config.data)?;
+            if let Some(item) = train.items.iter().find(|i| !labels.by_image.contains_key(&i.image)) {
+                return Err(Error::Other(format!("--attribute-w: {} has no line in {}", item.image.display(), config.data.join("attributes.jsonl").display())));
+            }
+            trainer.add_head(Spans::new(&labels.attributes), config.attribute_w)?;
+            Some(labels)
+        } else {
+            None
+        };
         let dataset = Arc::new(train);
         let mut loader = Loader::with_flip(dataset.clone(), config.clip.vision.image_size, config.seed, position, config.workers, PREFETCH_BATCHES * config.batch, config.flip);
         loader.skipped = skipped;
@@ -437,6 +524,7 @@ impl ClipRun {
         let twins = if config.twins { Some(Twins::open(&config.data)?) } else { None };
         Ok(ClipRun {
             twins,
+            labels,
             dir: dir.to_path_buf(),
             config,
             trainer,
@@ -501,7 +589,9 @@ impl ClipRun {
         normalise_pixels(&mut pixels, s);
         let gpu = self.trainer.clip.gpu.clone();
         let pixels = Tensor::from_slice(&gpu, &[b + twins, 3, s, s], &pixels)?;
-        let out = self.trainer.step(&pixels, &ids, &negatives, self.config.lr).map_err(|e| {
+        let labels: Option<Vec<Vec<Option<u32>>>> =
+            self.labels.as_ref().map(|l| samples.iter().map(|x| l.by_image[&self.dataset.items[x.item].image].clone()).collect());
+        let out = self.trainer.step(&pixels, &ids, &negatives, labels.as_deref(), self.config.lr).map_err(|e| {
             let good = self.last_checkpoint.as_ref().map_or("none yet".to_string(), |(_, p)| p.display().to_string());
             Error::Other(format!("step {step}: {e}; the run stopped without saving this step (last good checkpoint: {good})"))
         })?;
@@ -514,6 +604,7 @@ impl ClipRun {
             scale: self.trainer.logit_scale_value()?.exp(),
             acc_i2t: out.acc_i2t,
             acc_t2i: out.acc_t2i,
+            attribute: out.attribute,
             step_s,
             images_per_s: b as f64 / step_s,
             wall_s: self.wall(),
@@ -524,6 +615,11 @@ impl ClipRun {
             "images_per_s": r.images_per_s, "step_s": r.step_s, "wall_s": r.wall_s, "epoch": r.epoch, "lr": self.config.lr,
             "negatives": negatives.len(), "twins": twins,
         });
+        let mut line = line;
+        if let Some((loss, acc)) = out.attribute {
+            line["attribute_loss"] = loss.into();
+            line["attribute_acc"] = acc.into();
+        }
         let path = self.dir.join("metrics.jsonl");
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io(&path, e))?;
         writeln!(f, "{line}").map_err(|e| io(&path, e))?;
@@ -539,7 +635,10 @@ impl ClipRun {
             "seed": self.config.seed, "data": self.config.data.display().to_string(), "ratlip_version": env!("CARGO_PKG_VERSION"),
         });
         self.trainer.save(&model_path, &[("ratlip_provenance", provenance.to_string())])?;
-        let (tensors, opt_steps) = self.trainer.adam.state_to_host("opt.")?;
+        let (mut tensors, opt_steps) = self.trainer.adam.state_to_host("opt.")?;
+        if let Some(h) = &self.trainer.head {
+            tensors.insert(HEAD.into(), HostTensor::new(h.w.shape().to_vec(), h.w.to_vec()?));
+        }
         let meta = StateMeta { step: self.step, position: self.loader.position(), opt_steps, skipped: self.loader.skipped.clone(), wall_s: self.wall() };
         let mut header = HashMap::new();
         header.insert("ratlip_clip_train_state".to_string(), serde_json::to_string(&meta).map_err(|e| Error::Other(e.to_string()))?);

@@ -12,9 +12,11 @@
 //! - [`run`]: a run folder: config, metrics, samples, checkpoints, bit-exact resume.
 //! - [`clip`]: contrastive training of an in-house CLIP (`ratlip train-clip`), its run folder;
 //!   [`hard_negatives`]: captions said the other way round, as extra negatives for it;
+//!   [`attribute_head`]: the renderer's labels as an auxiliary loss on its image side;
 //!   [`zero_shot`]: its zero-shot attribute accuracy on synthetic images.
 
 pub mod adam;
+pub mod attribute_head;
 pub mod checkpoints;
 pub mod clip;
 pub mod data;

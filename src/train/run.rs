@@ -63,6 +63,9 @@ pub struct RunConfig {
     pub data: PathBuf,
     /// The model file training started from, if any (else a fresh init from `seed`).
     pub init: Option<PathBuf>,
+    /// The CLIP file that replaced `init`'s CLIP, if any (`ratlip train --model M --clip C`).
+    #[serde(default)]
+    pub clip: Option<PathBuf>,
     pub model: ModelConfig,
     pub batch: usize,
     /// Total steps of the run (a resumed run continues up to this).
@@ -111,6 +114,7 @@ impl RunConfig {
         RunConfig {
             data,
             init: None,
+            clip: None,
             model,
             batch: 8,
             steps: 1000,

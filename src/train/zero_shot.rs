@@ -11,7 +11,7 @@
 //! The classes mirror src/data/synth/{faces,shapes}.rs; a truth value outside them is an
 //! error naming it, so the two cannot drift apart silently.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -211,10 +211,11 @@ const IMAGE_BATCH: usize = 32;
 
 /// Scores `clip` on the synthetic set in `data` (its attributes.jsonl), on the images in
 /// `only` when given (held-out ones), else on all. `progress(done, total)` after each batch.
-pub fn evaluate_with(clip: &Clip, data: &Path, only: Option<&[PathBuf]>, progress: &mut dyn FnMut(usize, usize)) -> Result<Report> {
+/// The lines of `data`/attributes.jsonl as (image path, object), of the images in `only` when
+/// given; why the folder cannot serve names what it needs.
+fn attribute_lines(data: &Path, only: Option<&[PathBuf]>, needed_by: &str) -> Result<Vec<(PathBuf, serde_json::Value)>> {
     let path = data.join("attributes.jsonl");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| Error::Other(format!("{}: {e} (zero-shot evaluation needs a `ratlip dataset synth` folder)", path.display())))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::Other(format!("{}: {e} ({needed_by} needs a `ratlip dataset synth` folder)", path.display())))?;
     let mut lines: Vec<(PathBuf, serde_json::Value)> = Vec::new();
     for (i, l) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let v: serde_json::Value = serde_json::from_str(l).map_err(|e| Error::Other(format!("{} line {}: {e}", path.display(), i + 1)))?;
@@ -227,12 +228,53 @@ pub fn evaluate_with(clip: &Clip, data: &Path, only: Option<&[PathBuf]>, progres
     if lines.is_empty() {
         return Err(Error::Other(format!("{}: no images to evaluate", path.display())));
     }
+    Ok(lines)
+}
+
+/// The attributes of the kind of the first line ("faces" or "shapes").
+fn tasks_of(lines: &[(PathBuf, serde_json::Value)], data: &Path) -> Result<(String, Vec<Task>)> {
     let kind = lines[0].1.get("kind").and_then(|k| k.as_str()).unwrap_or("").to_string();
     let tasks = match kind.as_str() {
         "faces" => face_tasks(),
         "shapes" => shape_tasks(),
-        k => return Err(Error::Other(format!("{}: kind {k:?}; zero-shot prompts exist for faces and shapes", path.display()))),
+        k => return Err(Error::Other(format!("{}: kind {k:?}; attribute classes exist for faces and shapes", data.join("attributes.jsonl").display()))),
     };
+    Ok((kind, tasks))
+}
+
+/// The index of `truth` among `task`'s classes; an error naming it when the renderer wrote a
+/// class this file does not know.
+fn class_index(task: &Task, truth: &str, file: &Path) -> Result<usize> {
+    task.classes.iter().position(|c| c.0 == truth).ok_or_else(|| {
+        Error::Other(format!("{}: {} = {truth:?} is not one of the classes {:?}", file.display(), task.name, task.classes.iter().map(|c| &c.0).collect::<Vec<_>>()))
+    })
+}
+
+/// Every image's class per attribute, for supervising on them (`train-clip --attribute-w`).
+#[derive(Clone, Debug)]
+pub struct AttributeLabels {
+    /// (attribute, its classes) in a fixed order: the order of each image's labels.
+    pub attributes: Vec<(String, Vec<String>)>,
+    /// Image path → class index per attribute (None where the image has none, e.g. a
+    /// per-shape attribute of a two-shape image).
+    pub by_image: HashMap<PathBuf, Vec<Option<u32>>>,
+}
+
+/// The renderer's labels of every image in `data` (its attributes.jsonl).
+pub fn attribute_labels(data: &Path) -> Result<AttributeLabels> {
+    let lines = attribute_lines(data, None, "supervising on attributes")?;
+    let (_, tasks) = tasks_of(&lines, data)?;
+    let mut by_image = HashMap::with_capacity(lines.len());
+    for (file, v) in &lines {
+        let labels = tasks.iter().map(|t| (t.truth)(v).map(|truth| class_index(t, &truth, file).map(|c| c as u32)).transpose()).collect::<Result<Vec<_>>>()?;
+        by_image.insert(file.clone(), labels);
+    }
+    Ok(AttributeLabels { attributes: tasks.iter().map(|t| (t.name.to_string(), t.classes.iter().map(|c| c.0.clone()).collect())).collect(), by_image })
+}
+
+pub fn evaluate_with(clip: &Clip, data: &Path, only: Option<&[PathBuf]>, progress: &mut dyn FnMut(usize, usize)) -> Result<Report> {
+    let lines = attribute_lines(data, only, "zero-shot evaluation")?;
+    let (kind, tasks) = tasks_of(&lines, data)?;
     // Image embeddings, in batches.
     let s = clip.config.vision.image_size;
     let mut img_emb = Vec::with_capacity(lines.len());
@@ -253,9 +295,7 @@ pub fn evaluate_with(clip: &Clip, data: &Path, only: Option<&[PathBuf]>, progres
         let (mut probe_emb, mut probe_label) = (Vec::new(), Vec::new());
         for (i, (file, v)) in lines.iter().enumerate() {
             let Some(truth) = (task.truth)(v) else { continue };
-            let t = task.classes.iter().position(|c| c.0 == truth).ok_or_else(|| {
-                Error::Other(format!("{}: {} = {truth:?} is not one of the zero-shot classes {:?}", file.display(), task.name, task.classes.iter().map(|c| &c.0).collect::<Vec<_>>()))
-            })?;
+            let t = class_index(task, &truth, file)?;
             let sims = txt.iter().map(|t| t.iter().zip(&img_emb[i]).map(|(a, b)| a * b).sum::<f32>());
             let pred = sims.enumerate().fold((0, f32::NEG_INFINITY), |m, (j, s)| if s > m.1 { (j, s) } else { m }).0;
             confusion[t][pred] += 1;
