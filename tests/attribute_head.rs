@@ -116,6 +116,7 @@ fn a_zero_head_scores_the_mean_log_class_count() {
     assert!((loss - want).abs() < 1e-5, "{loss} vs {want}");
     // Right: rows 0 and 2 of "two" (class 0), row 1 of "eight"; 3 of 5 labelled pairs.
     assert!((out.accuracy - 0.6).abs() < 1e-6, "accuracy {}", out.accuracy);
+    assert_eq!(out.by_attribute, vec![("two".to_string(), 2.0 / 3.0), ("eight".to_string(), 0.5)]);
 }
 
 #[test]

@@ -22,6 +22,7 @@ use ratlip::autograd::Tape;
 use ratlip::clip::config::{ClipConfig, TextConfig, VisionConfig};
 use ratlip::clip::model::{Clip, TrainVars, Weights};
 use ratlip::data::synth::{self, Kind, Options};
+use ratlip::train::attribute_head::Side;
 use ratlip::train::clip::{contrastive_grads, ClipRun, ClipRunConfig, ClipTrainer, Outcome, LOGIT_SCALE};
 use ratlip::weights::WeightFile;
 use ratlip::{Gpu, GpuOptions, Tensor};
@@ -307,7 +308,7 @@ fn resume_is_bit_exact_with(hard: bool, twins: bool, attribute_w: f32) {
     let g = gpu();
     let dir = scratch(&format!("resume_{hard}_{twins}_{attribute_w}"));
     let data = faces(&dir, 20);
-    let tiny_run = |data: &Path, steps| ClipRunConfig { hard_negatives: hard, twins, attribute_w, ..tiny_run(data, steps) };
+    let tiny_run = |data: &Path, steps| ClipRunConfig { hard_negatives: hard, twins, attribute_w, text_attribute_w: attribute_w / 2.0, ..tiny_run(data, steps) };
     let straight = dir.join("straight");
     let mut run = ClipRun::create(&g, &straight, tiny_run(&data, 6), None).unwrap();
     run.train(&AtomicBool::new(false), |_| {}).unwrap();
@@ -334,11 +335,13 @@ fn resume_is_bit_exact_with(hard: bool, twins: bool, attribute_w: f32) {
     let sa = weights_of(&straight.join("checkpoints/train_state_000006.safetensors"));
     let sb = weights_of(&split.join("checkpoints/train_state_000006.safetensors"));
     assert!(sa == sb, "Adam state differs after resume");
-    let head = sa.get(ratlip::train::attribute_head::HEAD);
-    assert_eq!(head.is_some(), attribute_w > 0.0, "the train state holds the head exactly when the run trains one");
-    if let Some(w) = head {
-        assert!(w.iter().any(|&v| v != 0.0), "the head never moved from zero");
-        assert!(!a.contains_key(ratlip::train::attribute_head::HEAD), "the CLIP file stays a plain CLIP");
+    for name in [ratlip::train::attribute_head::HEAD, ratlip::train::attribute_head::TEXT_HEAD] {
+        let head = sa.get(name);
+        assert_eq!(head.is_some(), attribute_w > 0.0, "the train state holds {name} exactly when the run trains it");
+        if let Some(w) = head {
+            assert!(w.iter().any(|&v| v != 0.0), "{name} never moved from zero");
+            assert!(!a.contains_key(name), "the CLIP file stays a plain CLIP");
+        }
     }
     assert_eq!(losses(&straight), losses(&split), "metrics: the same losses, one line per step");
     let n = metric(&straight, "negatives");
@@ -525,9 +528,9 @@ fn a_gan_trains_on_an_in_house_clip() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `--attribute-w`: the head starts at zero, so the first step's attribute loss is the mean
-/// of ln(classes) over the faces' attributes; trained, it falls (these 12 faces are seen again
-/// and again), and the loss it adds leaves the contrastive loss reported on its own.
+/// `--attribute-w` and `--text-attribute-w`: each head starts at zero, so the first step's
+/// attribute loss is the mean of ln(classes) over the faces' attributes; trained, the image
+/// head's falls (these 12 faces are seen again and again).
 #[test]
 fn an_attribute_head_starts_at_ln_classes_and_learns() {
     let g = gpu();
@@ -536,14 +539,22 @@ fn an_attribute_head_starts_at_ln_classes_and_learns() {
     let labels = ratlip::train::zero_shot::attribute_labels(&data).unwrap();
     let want = labels.attributes.iter().map(|(_, c)| (c.len() as f64).ln()).sum::<f64>() / labels.attributes.len() as f64;
     let out = dir.join("run");
-    let mut run = ClipRun::create(&g, &out, ClipRunConfig { attribute_w: 1.0, lr: 5e-3, ..tiny_run(&data, 40) }, None).unwrap();
+    let mut run = ClipRun::create(&g, &out, ClipRunConfig { attribute_w: 1.0, text_attribute_w: 0.5, lr: 5e-3, ..tiny_run(&data, 40) }, None).unwrap();
     let mut seen = Vec::new();
-    run.train(&AtomicBool::new(false), |r| seen.push(r.attribute.expect("every step reports the head"))).unwrap();
+    run.train(&AtomicBool::new(false), |r| {
+        assert_eq!(r.heads.iter().map(|h| h.side).collect::<Vec<_>>(), [Side::Image, Side::Text]);
+        seen.push((r.heads[0].loss, r.heads[0].accuracy));
+    })
+    .unwrap();
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let first = lines[0]["attribute_loss"].as_f64().unwrap();
-    assert!((first - want).abs() < 1e-4, "first attribute loss {first}, want mean ln(classes) {want}");
+    for key in ["attribute_loss", "text_attribute_loss"] {
+        let first = lines[0][key].as_f64().unwrap();
+        assert!((first - want).abs() < 1e-4, "first {key} {first}, want mean ln(classes) {want}");
+    }
+    let by = lines[0]["text_attribute_acc_by"].as_object().unwrap();
+    assert_eq!(by.len(), labels.attributes.len(), "{by:?}");
     let late = seen[30..].iter().map(|a| a.0 as f64).sum::<f64>() / 10.0;
-    assert!(late < 0.9 * want, "attribute loss {first:.3} → {late:.3} over 40 steps on 12 faces");
+    assert!(late < 0.9 * want, "image attribute loss {want:.3} → {late:.3} over 40 steps on 12 faces");
     let bad = ClipRun::create(&g, &dir.join("bad"), ClipRunConfig { attribute_w: f32::NAN, ..tiny_run(&data, 2) }, None).err().unwrap().to_string();
     assert!(bad.contains("--attribute-w"), "{bad}");
 }

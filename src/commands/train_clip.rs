@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use ratlip::clip::config::ClipConfig;
+use ratlip::train::attribute_head::Side;
 use ratlip::train::clip::{ClipRun, ClipRunConfig, ClipStepReport, Outcome};
 use ratlip::train::zero_shot::Report;
 use ratlip::Gpu;
@@ -68,6 +69,11 @@ pub struct TrainClipArgs {
     /// training alone leaves unread (the faces' smile); the head is not part of the CLIP file.
     #[arg(long, default_value_t = 0.0, conflicts_with = "resume")]
     attribute_w: f32,
+    /// The same read-out on each caption's sentence embedding (its own W; the caption is
+    /// labelled with its image's classes), so the text side says attributes it would barely
+    /// move for otherwise (the faces' mood). 0: off.
+    #[arg(long, default_value_t = 0.0, conflicts_with = "resume")]
+    text_attribute_w: f32,
     /// Images decoded ahead on this many threads (default: the cores, at most 4).
     #[arg(long, conflicts_with = "resume")]
     workers: Option<usize>,
@@ -107,6 +113,7 @@ pub fn train_clip(gpu: &Gpu, a: &TrainClipArgs) -> Result<()> {
             config.hard_negatives = a.hard_negatives;
             config.twins = a.twins;
             config.attribute_w = a.attribute_w;
+            config.text_attribute_w = a.text_attribute_w;
             config.workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4));
             ClipRun::create(gpu, &out, config, a.init.as_deref()).with_context(|| format!("starting a run in {}", out.display()))?
         }
@@ -167,14 +174,18 @@ fn describe(run: &ClipRun) {
         c.lr,
         c.seed,
         if c.hard_negatives { ", hard negatives" } else if c.twins { ", twins" } else { "" },
-        if c.attribute_w > 0.0 { format!(", attribute head × {}", c.attribute_w) } else { String::new() }
+        [("image attribute head", c.attribute_w), ("text attribute head", c.text_attribute_w)]
+            .iter()
+            .filter(|(_, w)| *w > 0.0)
+            .map(|(n, w)| format!(", {n} × {w}"))
+            .collect::<String>()
     );
 }
 
 fn progress(r: &ClipStepReport, started_at: u64, elapsed: f64) {
     let done = (r.step - started_at) as f64;
     let eta = elapsed / done.max(1.0) * (r.steps - r.step) as f64;
-    let head = r.attribute.map_or(String::new(), |(l, a)| format!("  attributes {l:.3} acc {a:.2}"));
+    let head: String = r.heads.iter().map(|h| format!("  {} attributes {:.3} acc {:.2}", if h.side == Side::Image { "image" } else { "text" }, h.loss, h.accuracy)).collect();
     eprint!(
         "\rstep {}/{}  loss {:.3}  scale {:.1}  acc i→t {:.2} t→i {:.2}{head}  {:.1} img/s  ETA {}   ",
         r.step,

@@ -11,6 +11,11 @@
 //! gives the image side a gradient of its own; the text side then learns the words from the
 //! captions, since the image embeddings now differ along the attribute.
 //!
+//! `--text-attribute-w` adds the same kind of head, with its own W, on the caption's sentence
+//! embedding (labelled with its image's classes): the text side then says the words it would
+//! otherwise barely move for (CLIP A's caption and its mood contrast: cosine 0.988), and a
+//! generator conditioned on it can tell the two prompts apart.
+//!
 //! The head is W [embed_dim, Σ classes], zero at the start; an attribute's logits are
 //! [`HEAD_SCALE`] · norm(img) · W[:, its classes]. Its loss is the mean over attributes of the
 //! mean cross-entropy over the images that have the attribute. W lives in the train state (not
@@ -23,8 +28,29 @@ use crate::ops::elementwise::Activation;
 use crate::ops::loss::targets_tensor;
 use crate::tensor::Tensor;
 
-/// The head's name among the trained tensors (Adam's state and the train state file).
+/// The image head's name among the trained tensors (Adam's state and the train state file).
 pub const HEAD: &str = "attribute_head";
+/// The text head's (`--text-attribute-w`).
+pub const TEXT_HEAD: &str = "attribute_head_text";
+
+/// Which embedding a head reads: the image's, or its caption's (labelled with the image's
+/// classes: a caption that does not name an attribute leaves its head at the prior there,
+/// one that names it teaches the text side to say it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Image,
+    Text,
+}
+
+impl Side {
+    /// The head's tensor name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Image => HEAD,
+            Side::Text => TEXT_HEAD,
+        }
+    }
+}
 /// norm(img) has unit length, so a unit-length column of W gives logits in [−10, 10]: the
 /// range CLIP's own learned scale reaches (e^logit_scale ≈ 14–24 in the runs here).
 pub const HEAD_SCALE: f32 = 10.0;
@@ -61,6 +87,8 @@ impl Spans {
 pub struct HeadLoss {
     pub loss: Var,
     pub accuracy: f32,
+    /// Per attribute the batch has: (name, accuracy).
+    pub by_attribute: Vec<(String, f32)>,
 }
 
 /// `img` [B, E] (the image embeddings, unnormalised), `w` [E, Σ classes], `labels` one row of
@@ -81,7 +109,8 @@ pub fn head_loss(tape: &Tape, img: &Var, w: &Var, spans: &Spans, labels: &[Vec<O
     let values = logits.value().to_vec()?;
     let mut total: Option<Var> = None;
     let (mut terms, mut right, mut seen) = (0usize, 0usize, 0usize);
-    for (a, (_, start, k)) in spans.spans.iter().enumerate() {
+    let mut by_attribute = Vec::new();
+    for (a, (name, start, k)) in spans.spans.iter().enumerate() {
         let have = labels.iter().filter(|l| l[a].is_some()).count();
         if have == 0 {
             continue;
@@ -89,14 +118,17 @@ pub fn head_loss(tape: &Tape, img: &Var, w: &Var, spans: &Spans, labels: &[Vec<O
         // Rows without the attribute get target 0 and weight 0.
         let targets: Vec<u32> = labels.iter().map(|l| l[a].unwrap_or(0)).collect();
         let mask: Vec<f32> = labels.iter().map(|l| if l[a].is_some() { 1.0 / have as f32 } else { 0.0 }).collect();
+        let mut here = 0usize;
         for (i, l) in labels.iter().enumerate() {
             if let Some(t) = l[a] {
                 let row = &values[i * c + start..i * c + start + k];
                 let pred = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |m, (j, &v)| if v > m.1 { (j, v) } else { m }).0;
-                right += usize::from(pred == t as usize);
-                seen += 1;
+                here += usize::from(pred == t as usize);
             }
         }
+        right += here;
+        seen += have;
+        by_attribute.push((name.clone(), here as f32 / have as f32));
         let ce = tape.cross_entropy(&tape.slice(&logits, 1, *start, *k)?, &targets_tensor(gpu, &targets, *k)?)?;
         let mean = tape.sum(&tape.mul(&ce, &tape.constant(Tensor::from_slice(gpu, &[b], &mask)?))?, &[0], false)?;
         total = Some(match total {
@@ -107,5 +139,5 @@ pub fn head_loss(tape: &Tape, img: &Var, w: &Var, spans: &Spans, labels: &[Vec<O
     }
     let total = total.ok_or_else(|| Error::Other("attribute head: no image of the batch has a label".into()))?;
     let loss = tape.activation(&total, Activation::Scale(1.0 / terms as f32, 0.0))?;
-    Ok(HeadLoss { loss, accuracy: right as f32 / seen.max(1) as f32 })
+    Ok(HeadLoss { loss, accuracy: right as f32 / seen.max(1) as f32, by_attribute })
 }

@@ -32,7 +32,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::adam::Adam;
-use super::attribute_head::{head_loss, Spans, HEAD};
+use super::attribute_head::{head_loss, Side, Spans};
 use super::checkpoints::{checkpoint_paths, drive, io, keep_newest, Steps};
 use super::data::{augment_like, Dataset, Loader, Position};
 use super::hard_negatives;
@@ -91,20 +91,30 @@ pub struct StepOutput {
     /// captions whose own image has it in their column.
     pub acc_i2t: f32,
     pub acc_t2i: f32,
-    /// With a head: its loss (unweighted) and accuracy (`attribute_head::head_loss`).
-    pub attribute: Option<(f32, f32)>,
+    /// Per attribute head: its loss (unweighted), accuracy, and accuracy per attribute the
+    /// batch has (`attribute_head::head_loss`).
+    pub heads: Vec<HeadReport>,
     /// Gradients by OpenAI name (q/k/v split, see `clip::model`) plus `logit_scale` (and
     /// `attribute_head` with a head).
     pub grads: BTreeMap<String, Tensor>,
 }
 
-/// The auxiliary attribute loss of a step (`attribute_head`): W, its columns, the labels of
-/// the batch's first `labels.len()` images (twins beyond them go unlabelled), and its weight.
+/// The auxiliary attribute losses of a step (`attribute_head`): W's columns, the labels of
+/// the batch's first `labels.len()` images and captions (twins beyond them go unlabelled),
+/// and per head its side, W and weight.
 pub struct HeadInput<'a> {
-    pub w: &'a Tensor,
     pub spans: &'a Spans,
     pub labels: &'a [Vec<Option<u32>>],
-    pub weight: f32,
+    pub heads: Vec<(Side, &'a Tensor, f32)>,
+}
+
+/// One head's figures on one batch.
+#[derive(Clone, Debug)]
+pub struct HeadReport {
+    pub side: Side,
+    pub loss: f32,
+    pub accuracy: f32,
+    pub by_attribute: Vec<(String, f32)>,
 }
 
 /// The symmetric contrastive loss of `pixels` [B, 3, S, S] (CLIP-normalised) against the
@@ -139,32 +149,36 @@ pub fn contrastive_grads(clip: &Clip, logit_scale: &Tensor, pixels: &Tensor, ids
     let ce_t = tape.mean(&tape.cross_entropy(&tape.permute(&captions, &[1, 0])?, &targets)?, &[0], false)?;
     let mut loss = tape.activation(&tape.add(&ce_i, &ce_t)?, elementwise::Activation::Scale(0.5, 0.0))?;
     let loss_value = loss.value().to_vec()?[0];
-    let mut attribute = None;
-    let head_var = match head {
-        Some(h) => {
-            let w = tape.var(h.w.clone());
-            let rows = h.labels.len();
-            let labelled = if rows == b { img.clone() } else { tape.slice(&img, 0, 0, rows)? };
+    let mut reports = Vec::new();
+    let mut head_vars = Vec::new();
+    if let Some(h) = head {
+        let rows = h.labels.len();
+        for (side, w, weight) in h.heads {
+            let w = tape.var(w.clone());
+            let emb = match side {
+                Side::Image => &img,
+                Side::Text => &txt,
+            };
+            let labelled = if emb.shape()[0] == rows { emb.clone() } else { tape.slice(emb, 0, 0, rows)? };
             let out = head_loss(&tape, &labelled, &w, h.spans, h.labels)?;
-            attribute = Some((out.loss.value().to_vec()?[0], out.accuracy));
-            loss = tape.axpy(&loss, h.weight, &out.loss)?;
-            Some(w)
+            reports.push(HeadReport { side, loss: out.loss.value().to_vec()?[0], accuracy: out.accuracy, by_attribute: out.by_attribute });
+            loss = tape.axpy(&loss, weight, &out.loss)?;
+            head_vars.push((side, w));
         }
-        None => None,
-    };
+    }
     let l = logits.value().to_vec()?;
     let mut grads = tape.backward(&loss)?;
     let mut named = tv.gradients(&mut grads);
     let g = grads.take(&scale_var).ok_or_else(|| Error::Other("logit_scale received no gradient".into()))?;
     named.insert(LOGIT_SCALE.into(), g);
-    if let Some(w) = head_var {
-        let g = grads.take(&w).ok_or_else(|| Error::Other("the attribute head received no gradient".into()))?;
-        named.insert(HEAD.into(), g);
+    for (side, w) in head_vars {
+        let g = grads.take(&w).ok_or_else(|| Error::Other(format!("{} received no gradient", side.name())))?;
+        named.insert(side.name().into(), g);
     }
     let argmax = |it: &mut dyn Iterator<Item = f32>| it.enumerate().fold((0, f32::NEG_INFINITY), |m, (i, v)| if v > m.1 { (i, v) } else { m }).0;
     let i2t = (0..b).filter(|&i| argmax(&mut (0..n).map(|j| l[i * n + j])) == i).count();
     let t2i = (0..b).filter(|&j| argmax(&mut (0..b).map(|i| l[i * n + j])) == j).count();
-    Ok(StepOutput { loss: loss_value, acc_i2t: i2t as f32 / b as f32, acc_t2i: t2i as f32 / b as f32, attribute, grads: named })
+    Ok(StepOutput { loss: loss_value, acc_i2t: i2t as f32 / b as f32, acc_t2i: t2i as f32 / b as f32, heads: reports, grads: named })
 }
 
 /// A CLIP with its `logit_scale` and Adam: what a training run steps.
@@ -172,18 +186,17 @@ pub struct ClipTrainer {
     pub clip: Clip,
     pub logit_scale: Tensor,
     pub adam: Adam,
-    /// The auxiliary attribute head (`attribute_head`), when trained with one.
-    pub head: Option<Head>,
+    /// The auxiliary attribute heads (`attribute_head`), when trained with any.
+    pub heads: Option<Heads>,
     /// CLIP's tensors (sharing its buffers), `logit_scale` and the head's W, by name: what
     /// Adam updates.
     params: BTreeMap<String, Tensor>,
 }
 
-/// W of the attribute head, its columns, and the weight of its loss.
-pub struct Head {
-    pub w: Tensor,
+/// The attribute heads' columns, and per head its side, W and the weight of its loss.
+pub struct Heads {
     pub spans: Spans,
-    pub weight: f32,
+    pub heads: Vec<(Side, Tensor, f32)>,
 }
 
 impl ClipTrainer {
@@ -191,15 +204,22 @@ impl ClipTrainer {
         let logit_scale = Tensor::from_slice(&clip.gpu, &[1], &[logit_scale])?;
         let mut params = clip.tensors();
         params.insert(LOGIT_SCALE.into(), logit_scale.clone());
-        Ok(ClipTrainer { clip, logit_scale, adam: Adam::new(&[""], BETAS, EPS), head: None, params })
+        Ok(ClipTrainer { clip, logit_scale, adam: Adam::new(&[""], BETAS, EPS), heads: None, params })
     }
 
-    /// Trains an attribute head (W zero, `attribute_head`) beside CLIP from now on.
-    pub fn add_head(&mut self, spans: Spans, weight: f32) -> Result<()> {
+    /// Trains attribute heads (W zero, `attribute_head`) beside CLIP from now on: one on the
+    /// image side with `image_w` > 0, one on the text side with `text_w` > 0.
+    pub fn add_heads(&mut self, spans: Spans, image_w: f32, text_w: f32) -> Result<()> {
         let e = self.clip.config.embed_dim;
-        let w = Tensor::from_slice(&self.clip.gpu, &[e, spans.columns()], &vec![0.0; e * spans.columns()])?;
-        self.params.insert(HEAD.into(), w.clone());
-        self.head = Some(Head { w, spans, weight });
+        let mut heads = Vec::new();
+        for (side, weight) in [(Side::Image, image_w), (Side::Text, text_w)] {
+            if weight > 0.0 {
+                let w = Tensor::from_slice(&self.clip.gpu, &[e, spans.columns()], &vec![0.0; e * spans.columns()])?;
+                self.params.insert(side.name().into(), w.clone());
+                heads.push((side, w, weight));
+            }
+        }
+        self.heads = (!heads.is_empty()).then_some(Heads { spans, heads });
         Ok(())
     }
 
@@ -232,8 +252,8 @@ impl ClipTrainer {
     /// and gradients before the update (NaN/Inf leaves the weights as they were). `labels`
     /// (the first images' classes) are needed exactly when the trainer has a head.
     pub fn step(&mut self, pixels: &Tensor, ids: &[Vec<u32>], negatives: &[Vec<u32>], labels: Option<&[Vec<Option<u32>>]>, lr: f32) -> Result<StepOutput> {
-        let head = match (&self.head, labels) {
-            (Some(h), Some(labels)) => Some(HeadInput { w: &h.w, spans: &h.spans, labels, weight: h.weight }),
+        let head = match (&self.heads, labels) {
+            (Some(h), Some(labels)) => Some(HeadInput { spans: &h.spans, labels, heads: h.heads.iter().map(|(s, w, k)| (*s, w, *k)).collect() }),
             (None, None) => None,
             (Some(_), None) => return Err(Error::Other("this CLIP trains an attribute head: every step needs the images' labels".into())),
             (None, Some(_)) => return Err(Error::Other("labels given to a CLIP trained without an attribute head".into())),
@@ -242,8 +262,8 @@ impl ClipTrainer {
         if !out.loss.is_finite() {
             return Err(Error::Other(format!("the contrastive loss is {}", out.loss)));
         }
-        if let Some((l, _)) = out.attribute.filter(|a| !a.0.is_finite()) {
-            return Err(Error::Other(format!("the attribute head's loss is {l}")));
+        if let Some(h) = out.heads.iter().find(|h| !h.loss.is_finite()) {
+            return Err(Error::Other(format!("{}'s loss is {}", h.side.name(), h.loss)));
         }
         let norm = grad_norm(&out.grads)?;
         if !norm.is_finite() {
@@ -335,6 +355,9 @@ pub struct ClipRunConfig {
     /// CLIP's loss alone, in runs made before the option.
     #[serde(default)]
     pub attribute_w: f32,
+    /// The same on the caption's side (`--text-attribute-w`). 0 in runs made before it.
+    #[serde(default)]
+    pub text_attribute_w: f32,
     #[serde(default)]
     pub ratlip_version: String,
 }
@@ -356,6 +379,7 @@ impl ClipRunConfig {
             hard_negatives: false,
             twins: false,
             attribute_w: 0.0,
+            text_attribute_w: 0.0,
             ratlip_version: env!("CARGO_PKG_VERSION").into(),
         }
     }
@@ -372,6 +396,9 @@ impl ClipRunConfig {
         }
         if !(self.attribute_w.is_finite() && self.attribute_w >= 0.0) {
             return Err(Error::Other(format!("--attribute-w must be finite and ≥ 0, got {}", self.attribute_w)));
+        }
+        if !(self.text_attribute_w.is_finite() && self.text_attribute_w >= 0.0) {
+            return Err(Error::Other(format!("--text-attribute-w must be finite and ≥ 0, got {}", self.text_attribute_w)));
         }
         if !(self.lr.is_finite() && self.lr >= 0.0) {
             return Err(Error::Other(format!("--lr must be finite and ≥ 0, got {}", self.lr)));
@@ -399,8 +426,8 @@ pub struct ClipStepReport {
     pub scale: f32,
     pub acc_i2t: f32,
     pub acc_t2i: f32,
-    /// The attribute head's loss and accuracy on the batch, with one.
-    pub attribute: Option<(f32, f32)>,
+    /// Each attribute head's loss and accuracy on the batch.
+    pub heads: Vec<HeadReport>,
     pub step_s: f64,
     pub images_per_s: f64,
     pub wall_s: f64,
@@ -485,9 +512,10 @@ impl ClipRun {
             return Err(Error::Other(format!("{}: says step {}, its name step {step}", state_path.display(), meta.step)));
         }
         let mut run = ClipRun::assemble(dir, config, trainer, meta.position, step, meta.skipped, meta.wall_s)?;
-        if let Some(h) = &run.trainer.head {
-            let t = w.take(HEAD, h.w.shape())?;
-            h.w.write(&t.data)?;
+        if let Some(h) = &run.trainer.heads {
+            for (side, t, _) in &h.heads {
+                t.write(&w.take(side.name(), t.shape())?.data)?;
+            }
         }
         run.trainer.adam.load_state_tensors(&run.trainer.params, &mut w, "opt.", &meta.opt_steps)?;
         w.finish()?;
@@ -507,12 +535,12 @@ impl ClipRun {
 
     fn assemble(dir: &Path, config: ClipRunConfig, mut trainer: ClipTrainer, position: Position, step: u64, skipped: BTreeMap<usize, String>, wall_s: f64) -> Result<ClipRun> {
         let (train, holdout) = split(&config.data, config.holdout)?;
-        let labels = if config.attribute_w > 0.0 {
+        let labels = if config.attribute_w > 0.0 || config.text_attribute_w > 0.0 {
             let labels = attribute_labels(&config.data)?;
             if let Some(item) = train.items.iter().find(|i| !labels.by_image.contains_key(&i.image)) {
                 return Err(Error::Other(format!("--attribute-w: {} has no line in {}", item.image.display(), config.data.join("attributes.jsonl").display())));
             }
-            trainer.add_head(Spans::new(&labels.attributes), config.attribute_w)?;
+            trainer.add_heads(Spans::new(&labels.attributes), config.attribute_w, config.text_attribute_w)?;
             Some(labels)
         } else {
             None
@@ -604,7 +632,7 @@ impl ClipRun {
             scale: self.trainer.logit_scale_value()?.exp(),
             acc_i2t: out.acc_i2t,
             acc_t2i: out.acc_t2i,
-            attribute: out.attribute,
+            heads: out.heads.clone(),
             step_s,
             images_per_s: b as f64 / step_s,
             wall_s: self.wall(),
@@ -616,9 +644,14 @@ impl ClipRun {
             "negatives": negatives.len(), "twins": twins,
         });
         let mut line = line;
-        if let Some((loss, acc)) = out.attribute {
-            line["attribute_loss"] = loss.into();
-            line["attribute_acc"] = acc.into();
+        for h in &out.heads {
+            let prefix = match h.side {
+                Side::Image => "attribute",
+                Side::Text => "text_attribute",
+            };
+            line[format!("{prefix}_loss")] = h.loss.into();
+            line[format!("{prefix}_acc")] = h.accuracy.into();
+            line[format!("{prefix}_acc_by")] = h.by_attribute.iter().map(|(n, a)| (n.clone(), serde_json::Value::from(*a))).collect::<serde_json::Map<_, _>>().into();
         }
         let path = self.dir.join("metrics.jsonl");
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io(&path, e))?;
@@ -636,8 +669,10 @@ impl ClipRun {
         });
         self.trainer.save(&model_path, &[("ratlip_provenance", provenance.to_string())])?;
         let (mut tensors, opt_steps) = self.trainer.adam.state_to_host("opt.")?;
-        if let Some(h) = &self.trainer.head {
-            tensors.insert(HEAD.into(), HostTensor::new(h.w.shape().to_vec(), h.w.to_vec()?));
+        if let Some(h) = &self.trainer.heads {
+            for (side, t, _) in &h.heads {
+                tensors.insert(side.name().into(), HostTensor::new(t.shape().to_vec(), t.to_vec()?));
+            }
         }
         let meta = StateMeta { step: self.step, position: self.loader.position(), opt_steps, skipped: self.loader.skipped.clone(), wall_s: self.wall() };
         let mut header = HashMap::new();
