@@ -558,3 +558,33 @@ fn an_attribute_head_starts_at_ln_classes_and_learns() {
     let bad = ClipRun::create(&g, &dir.join("bad"), ClipRunConfig { attribute_w: f32::NAN, ..tiny_run(&data, 2) }, None).err().unwrap().to_string();
     assert!(bad.contains("--attribute-w"), "{bad}");
 }
+
+/// `--freeze-vision`: the image tower leaves the run exactly as it came in (a GAN around it
+/// stays valid), the text side trains; an image head beside it is refused.
+#[test]
+fn freeze_vision_trains_the_text_side_only() {
+    let g = gpu();
+    let dir = scratch("freeze_vision");
+    let data = faces(&dir, 20);
+    let config = ClipRunConfig { freeze_vision: true, text_attribute_w: 1.0, ..tiny_run(&data, 3) };
+    let before: BTreeMap<String, Vec<f32>> =
+        ClipTrainer::init(&g, config.clip.clone(), config.seed).unwrap().clip.state_dict().unwrap().into_iter().map(|(n, t)| (n, t.data)).collect();
+    let out = dir.join("run");
+    let mut run = ClipRun::create(&g, &out, config.clone(), None).unwrap();
+    assert!(run.trainer.params().keys().all(|n| !n.starts_with("visual.")), "a frozen tower has no tensor in Adam's map");
+    run.train(&AtomicBool::new(false), |_| {}).unwrap();
+    let after = weights_of(&out.join("checkpoints/step_000003.safetensors"));
+    let (mut vision, mut text_moved) = (0, 0);
+    for (name, v) in &before {
+        if name.starts_with("visual.") {
+            assert!(v == &after[name], "{name} moved though the image tower is frozen");
+            vision += 1;
+        } else if v != &after[name] {
+            text_moved += 1;
+        }
+    }
+    assert!(vision > 10 && text_moved > 10, "{vision} vision tensors checked, {text_moved} text tensors moved");
+    let e = ClipRun::create(&g, &dir.join("both"), ClipRunConfig { attribute_w: 1.0, ..config }, None).err().unwrap().to_string();
+    assert!(e.contains("--freeze-vision") && e.contains("--attribute-w"), "{e}");
+    assert!(!dir.join("both").exists(), "a refused run writes nothing");
+}

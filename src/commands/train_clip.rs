@@ -74,6 +74,10 @@ pub struct TrainClipArgs {
     /// move for otherwise (the faces' mood). 0: off.
     #[arg(long, default_value_t = 0.0, conflicts_with = "resume")]
     text_attribute_w: f32,
+    /// Train the text side (and the temperature, and a text head) only; the image tower stays
+    /// as --init has it, so a GAN built around that CLIP's vision blocks stays valid.
+    #[arg(long, conflicts_with_all = ["resume", "attribute_w"])]
+    freeze_vision: bool,
     /// Images decoded ahead on this many threads (default: the cores, at most 4).
     #[arg(long, conflicts_with = "resume")]
     workers: Option<usize>,
@@ -114,6 +118,7 @@ pub fn train_clip(gpu: &Gpu, a: &TrainClipArgs) -> Result<()> {
             config.twins = a.twins;
             config.attribute_w = a.attribute_w;
             config.text_attribute_w = a.text_attribute_w;
+            config.freeze_vision = a.freeze_vision;
             config.workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4));
             ClipRun::create(gpu, &out, config, a.init.as_deref()).with_context(|| format!("starting a run in {}", out.display()))?
         }
@@ -179,6 +184,7 @@ fn describe(run: &ClipRun) {
             .filter(|(_, w)| *w > 0.0)
             .map(|(n, w)| format!(", {n} × {w}"))
             .collect::<String>()
+            + if c.freeze_vision { ", image tower frozen" } else { "" }
     );
 }
 

@@ -61,6 +61,8 @@ pub const LOGIT_SCALE_INIT: f32 = 2.659_26;
 /// ln 100: logits are never scaled by more than 100.
 pub const LOGIT_SCALE_MAX: f32 = 2.0 * std::f32::consts::LN_10;
 pub const LOGIT_SCALE: &str = "logit_scale";
+/// The image tower's tensor names start so (OpenAI's names).
+pub const VISION_PREFIX: &str = "visual.";
 /// Keeps the hard negatives' draws apart from every other stream of the run's seed.
 const NEGATIVES_STREAM: u64 = 0x6e65_6761_7469_7665;
 
@@ -244,6 +246,12 @@ impl ClipTrainer {
         &self.params
     }
 
+    /// Stops training the tensors whose names start with `prefix` (`visual.`: the image
+    /// tower, `--freeze-vision`): they leave Adam's map, and their gradients are dropped.
+    pub fn freeze(&mut self, prefix: &str) {
+        self.params.retain(|name, _| !name.starts_with(prefix));
+    }
+
     pub fn logit_scale_value(&self) -> Result<f32> {
         Ok(self.logit_scale.to_vec()?[0])
     }
@@ -258,7 +266,9 @@ impl ClipTrainer {
             (Some(_), None) => return Err(Error::Other("this CLIP trains an attribute head: every step needs the images' labels".into())),
             (None, Some(_)) => return Err(Error::Other("labels given to a CLIP trained without an attribute head".into())),
         };
-        let out = contrastive_grads(&self.clip, &self.logit_scale, pixels, ids, negatives, head)?;
+        let mut out = contrastive_grads(&self.clip, &self.logit_scale, pixels, ids, negatives, head)?;
+        // Frozen tensors (`freeze`) still pass gradient through; they just never take a step.
+        out.grads.retain(|name, _| self.params.contains_key(name));
         if !out.loss.is_finite() {
             return Err(Error::Other(format!("the contrastive loss is {}", out.loss)));
         }
@@ -358,6 +368,11 @@ pub struct ClipRunConfig {
     /// The same on the caption's side (`--text-attribute-w`). 0 in runs made before it.
     #[serde(default)]
     pub text_attribute_w: f32,
+    /// The image tower (`visual.*`) is not trained (`--freeze-vision`): a CLIP whose image
+    /// side a GAN is built around (G's mapper and D's features are its vision blocks) can
+    /// retrain its text side alone. Off in runs made before it.
+    #[serde(default)]
+    pub freeze_vision: bool,
     #[serde(default)]
     pub ratlip_version: String,
 }
@@ -380,6 +395,7 @@ impl ClipRunConfig {
             twins: false,
             attribute_w: 0.0,
             text_attribute_w: 0.0,
+            freeze_vision: false,
             ratlip_version: env!("CARGO_PKG_VERSION").into(),
         }
     }
@@ -396,6 +412,9 @@ impl ClipRunConfig {
         }
         if !(self.attribute_w.is_finite() && self.attribute_w >= 0.0) {
             return Err(Error::Other(format!("--attribute-w must be finite and ≥ 0, got {}", self.attribute_w)));
+        }
+        if self.freeze_vision && self.attribute_w > 0.0 {
+            return Err(Error::Other("--attribute-w trains the image side, which --freeze-vision keeps as it is: use one or the other".into()));
         }
         if !(self.text_attribute_w.is_finite() && self.text_attribute_w >= 0.0) {
             return Err(Error::Other(format!("--text-attribute-w must be finite and ≥ 0, got {}", self.text_attribute_w)));
@@ -548,6 +567,9 @@ impl ClipRun {
         let dataset = Arc::new(train);
         let mut loader = Loader::with_flip(dataset.clone(), config.clip.vision.image_size, config.seed, position, config.workers, PREFETCH_BATCHES * config.batch, config.flip);
         loader.skipped = skipped;
+        if config.freeze_vision {
+            trainer.freeze(VISION_PREFIX);
+        }
         let captions = Captions::new(config.clip.text.context_length)?;
         let twins = if config.twins { Some(Twins::open(&config.data)?) } else { None };
         Ok(ClipRun {
