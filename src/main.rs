@@ -197,6 +197,14 @@ enum ModelWhat {
         generator_only: bool,
         #[arg(short, long)]
         out: PathBuf,
+    },    /// G averaged over checkpoints of one run (Polyak averaging; netD, netC and CLIP are the
+    /// last file's): steadier than any one checkpoint, e.g. a run's last 8.
+    Average {
+        /// Model files of one run, e.g. run/checkpoints/step_0029*.safetensors ... step_003600.
+        #[arg(required = true, num_args = 2..)]
+        files: Vec<PathBuf>,
+        #[arg(short, long)]
+        out: PathBuf,
     },
 }
 
@@ -336,6 +344,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Model { what: ModelWhat::New { arch, size, clip, seed, generator_only, out } } => {
             commands::model::new(&gpu()?, &arch, &size, clip.as_deref(), seed, generator_only, &out)?;
+        }
+        Command::Model { what: ModelWhat::Average { files, out } } => {
+            commands::model::average(&gpu()?, &files, &out)?;
         }
         Command::Import { checkpoint, clip, image_size, out } => {
             commands::model::import(&gpu()?, &checkpoint, &clip, image_size, &out)?;

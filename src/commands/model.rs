@@ -1,4 +1,4 @@
-//! `ratlip model info|new`, `ratlip import`, `ratlip export`, `ratlip generate`.
+//! `ratlip model info|new|average`, `ratlip import`, `ratlip export`, `ratlip generate`.
 
 use std::path::{Path, PathBuf};
 
@@ -108,6 +108,22 @@ pub fn new(gpu: &Gpu, arch: &str, size: &str, clip: Option<&Path>, seed: u64, ge
     m.save(out)?;
     let (g, d, c) = m.parameter_counts();
     println!("wrote {} ({}; netG {g}, netD {d}, netC {c} parameters)", out.display(), m.config.arch.name());
+    Ok(())
+}
+
+pub fn average(gpu: &Gpu, files: &[PathBuf], out: &Path) -> Result<()> {
+    let avg = ratlip::model::average::average(files).context("averaging G")?;
+    avg.save(out)?;
+    // Opening it checks every name and shape, as `generate` will.
+    let m = open(gpu, out)?;
+    println!(
+        "wrote {}: netG ({} parameters) averaged over {} checkpoints (steps {}); netD, netC and CLIP from {}",
+        out.display(),
+        m.parameter_counts().0,
+        files.len(),
+        avg.provenance.detail.get("averaged_steps").map_or("?", String::as_str),
+        files.last().expect("at least two").display()
+    );
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 //! config and provenance as JSON in the header metadata (`ratlip_config`,
 //! `ratlip_provenance`). The mapper's ViT is CLIP's own visual tower, stored once.
 
+pub mod average;
 pub mod config;
 pub mod discriminator;
 pub mod generator;
@@ -66,6 +67,15 @@ pub struct Model {
     pub g: Generator,
     pub d: Option<Discriminator>,
     pub provenance: Provenance,
+}
+
+/// A model file's header metadata: config, provenance and format.
+pub(crate) fn file_header(config: &ModelConfig, provenance: &Provenance) -> HashMap<String, String> {
+    let mut meta = HashMap::new();
+    meta.insert("ratlip_config".to_string(), config.to_json());
+    meta.insert("ratlip_provenance".to_string(), serde_json::to_string(provenance).expect("provenance serialises"));
+    meta.insert("format".to_string(), "ratlip-model".to_string());
+    meta
 }
 
 /// The parameter-name prefixes of the three trained parts.
@@ -151,11 +161,7 @@ impl Model {
 
     /// Writes the model file atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let mut meta = HashMap::new();
-        meta.insert("ratlip_config".to_string(), self.config.to_json());
-        meta.insert("ratlip_provenance".to_string(), serde_json::to_string(&self.provenance).expect("provenance serialises"));
-        meta.insert("format".to_string(), "ratlip-model".to_string());
-        save_safetensors(path, &self.state_dict()?, &meta)
+        save_safetensors(path, &self.state_dict()?, &file_header(&self.config, &self.provenance))
     }
 
     /// Generate at `size`×`size` instead of the trained S (the image blocks are convolutional).
