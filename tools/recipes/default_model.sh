@@ -8,7 +8,8 @@
 #
 # The faces are the renderer's version 2 (`dataset.json`'s generator_version; glasses and
 # smile drawn so a 32 px model sees them), and the defaults make assets/default.safetensors
-# (docs/evaluation.md, "Glasses a 32 px CLIP can see" and "Trained on to step 3600"): CLIP A
+# (docs/evaluation.md, "Glasses a 32 px CLIP can see", "Trained on to step 3600" and
+# "Averaging G over checkpoints"; AVERAGE_LAST=1 gives the model shipped before): CLIP A
 # trained 1200 steps with `--hard-negatives`, the judge 1200, the GALIP arm with `--pixel-w 10
 # --div-w 2` to step 3600 (folder galip_pixel_div). assets/eval_clip.safetensors, and
 # everything docs/evaluation.md reports before those sections, were made on version 1:
@@ -51,6 +52,8 @@ DEFAULT_ARM=${DEFAULT_ARM:-galip}                # the arm trained on as the def
 DEFAULT_STEPS=${DEFAULT_STEPS:-3600}             # trained on (resumed) to this step
 PIXEL_W=${PIXEL_W:-10}  # the shipped run's `train --pixel-w` (with DIV_W=0 too: the arm's own run, released objective)
 DIV_W=${DIV_W:-2}       # the shipped run's `train --div-w`
+AVERAGE_LAST=${AVERAGE_LAST:-8}  # the shipped G is the mean of the run's last N checkpoints (every 100
+                                 # steps; `model average`); 1: the last checkpoint alone
 HARD_NEGATIVES=${HARD_NEGATIVES-1}  # non-empty (the default): CLIP A trains with `--hard-negatives`;
                                    # the evaluator CLIP B never does. Changing it needs a fresh WORK_DIR.
 JUDGE=${JUDGE-1}  # non-empty (the default): also train CLIP B with `--hard-negatives` (clip_b_hn, seed 1)
@@ -117,6 +120,13 @@ for seed in $ABLATION_SEEDS; do
   done
 done
 report "$(step "$SHIPPED" "$DEFAULT_STEPS")" "$W/eval/shipped_$DEFAULT_STEPS"
-cp "$(step "$SHIPPED" "$DEFAULT_STEPS")" "$W/default.safetensors"
+if [ "$AVERAGE_LAST" -gt 1 ]; then
+  LAST=()
+  for ((k = AVERAGE_LAST - 1; k >= 0; k--)); do LAST+=("$(step "$SHIPPED" $((DEFAULT_STEPS - 100 * k)))"); done
+  "$R" model average "${LAST[@]}" -o "$W/default.safetensors"
+  report "$W/default.safetensors" "$W/eval/shipped_${DEFAULT_STEPS}_average_$AVERAGE_LAST"
+else
+  cp "$(step "$SHIPPED" "$DEFAULT_STEPS")" "$W/default.safetensors"
+fi
 cp "$CLIP_B" "$W/eval_clip.safetensors"
 echo "done: $W/default.safetensors (assets/default.safetensors is this run's) and $W/eval_clip.safetensors (version 2's evaluator; assets/ ships version 1's: docs/evaluation.md), reports in $W/eval/"
