@@ -96,10 +96,10 @@ fn seeds_of_the_readme_prompt_differ() {
 }
 
 // Measured with the shipped file (GALIP, 32 px, version 2 faces, hard-negative CLIP A,
-// --augment-shift 4 --pixel-w 10 --div-w 2, G averaged over steps 2900–3600), lavapipe: on
-// these 96 faces background 0.917 and hair colour 0.845 (chance 0.125 and 0.167); red hair in
-// 8 of 8; the README prompt's seeds 0.163 apart (mean |Δpixel|). (Step 3600 alone, shipped
-// before it: 0.927, 0.905, 8 of 8, 0.167. The version 1 model shipped before that,
+// --augment-shift 4 --pixel-w 10 --div-w 2, trained to step 4800, G averaged over steps
+// 4100–4800), lavapipe: on these 96 faces background 0.917 and hair colour 0.869 (chance 0.125
+// and 0.167); red hair in 8 of 8; the README prompt's seeds 0.179 apart (mean |Δpixel|).
+// (Step 3600 alone, shipped before it: 0.927, 0.905, 8 of 8, 0.167. The version 1 model shipped before that,
 // step 2100: 0.802, 0.774, 8 of 8, 0.167; the one before that, without --div-w: 0.792, 0.726,
 // 8 of 8, 0.040.) The margins leave room for another driver's rounding, not for a model that
 // lost the colours or its noise.

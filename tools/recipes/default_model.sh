@@ -9,9 +9,10 @@
 # The faces are the renderer's version 2 (`dataset.json`'s generator_version; glasses and
 # smile drawn so a 32 px model sees them), and the defaults make assets/default.safetensors
 # (docs/evaluation.md, "Glasses a 32 px CLIP can see", "Trained on to step 3600" and
-# "Averaging G over checkpoints"; AVERAGE_LAST=1 gives the model shipped before): CLIP A
+# "Averaging G over checkpoints"; DEFAULT_STEPS=3600 gives the model shipped before it, and
+# with AVERAGE_LAST=1 too the one before that, step 3600 alone): CLIP A
 # trained 1200 steps with `--hard-negatives`, the judge 1200, the GALIP arm with `--pixel-w 10
-# --div-w 2` to step 3600 (folder galip_pixel_div). assets/eval_clip.safetensors, and
+# --div-w 2` to step 4800 (folder galip_pixel_div; 3600 for the model shipped before). assets/eval_clip.safetensors, and
 # everything docs/evaluation.md reports before those sections, were made on version 1:
 # `git checkout ad60945` and run this script from there (this script's own CLIP B, copied to
 # WORK_DIR/eval_clip.safetensors at the end, is version 2's). Its header there lists the
@@ -49,7 +50,7 @@ ABLATION_SEEDS=${ABLATION_SEEDS:-0}     # each arm once per seed
 EARLY_STEPS=${EARLY_STEPS:-400}
 GAN_BATCH=${GAN_BATCH:-8}
 DEFAULT_ARM=${DEFAULT_ARM:-galip}                # the arm trained on as the default model (assets/default.safetensors),
-DEFAULT_STEPS=${DEFAULT_STEPS:-3600}             # trained on (resumed) to this step
+DEFAULT_STEPS=${DEFAULT_STEPS:-4800}             # trained on (resumed) to this step
 PIXEL_W=${PIXEL_W:-10}  # the shipped run's `train --pixel-w` (with DIV_W=0 too: the arm's own run, released objective)
 DIV_W=${DIV_W:-2}       # the shipped run's `train --div-w`
 AVERAGE_LAST=${AVERAGE_LAST:-8}  # the shipped G is the mean of the run's last N checkpoints (every 100
