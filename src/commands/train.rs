@@ -193,7 +193,15 @@ pub fn train(gpu: &Gpu, a: &TrainArgs) -> Result<()> {
         }
         None => {
             let (data, out) = (a.data.clone().context("--data is required")?, a.out.clone().context("--out is required")?);
-            let mut model_cfg = model_config(a)?;
+            // A fine-tune's config is its model's: the presets only describe fresh models.
+            let init = match &a.model {
+                Some(p) => Some(super::model::open(gpu, p)?),
+                None => None,
+            };
+            let mut model_cfg = match &init {
+                Some(m) => m.config.clone(),
+                None => model_config(a)?,
+            };
             if a.no_shuffle_attention {
                 model_cfg.shuffle_attention = Some(false);
             }
@@ -224,10 +232,9 @@ pub fn train(gpu: &Gpu, a: &TrainArgs) -> Result<()> {
             config.hard_negative_w = a.hard_negative_w.unwrap_or(config.hard_negative_w);
             config.augment_shift = a.augment_shift.unwrap_or(config.augment_shift);
             config.workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4));
-            let model = match &a.model {
-                Some(p) => {
+            let model = match (&a.model, init) {
+                (Some(p), Some(mut model)) => {
                     config.init = Some(p.clone());
-                    let mut model = super::model::open(gpu, p)?;
                     if let Some(new) = clip {
                         if new.config != model.config.clip {
                             anyhow::bail!(
@@ -243,7 +250,7 @@ pub fn train(gpu: &Gpu, a: &TrainArgs) -> Result<()> {
                     }
                     model
                 }
-                None => Model::init(gpu, config.model.clone(), clip, a.seed, true)?,
+                _ => Model::init(gpu, config.model.clone(), clip, a.seed, true)?,
             };
             Run::create(&out, config, model).with_context(|| format!("starting a run in {}", out.display()))?
         }
