@@ -515,6 +515,32 @@ fn a_gan_trains_on_an_in_house_clip() {
         assert_eq!(t.data, kept2[name].data, "{name}: the CLIP taken from a model file");
     }
 
+    // A fine-tune (--model) around another CLIP of its sizes, where the model's CLIP has too
+    // few vision blocks for the fresh-model preset (the shipped model's case): the model's own
+    // config is what counts.
+    let mut cfg = ModelConfig::tiny(Arch::Galip);
+    cfg.clip.vision.layers = 3;
+    cfg.prompts = 2;
+    cfg.clip_features = vec![0, 1, 2];
+    let start = dir.join("start.safetensors");
+    Model::init(&g, cfg.clone(), None, 5, true).unwrap().save(&start).unwrap();
+    let other = dir.join("other_clip.safetensors");
+    ClipTrainer::init(&g, cfg.clip.clone(), 6).unwrap().save(&other, &[]).unwrap();
+    let tuned = dir.join("run_fine_tune");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_ratlip"))
+        .args(["train", "--data", data.to_str().unwrap(), "--out", tuned.to_str().unwrap(), "--model", start.to_str().unwrap()])
+        .args(["--clip", other.to_str().unwrap(), "--steps", "1", "--batch", "2", "--sample-every", "0"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let third = Model::load(&g, &tuned.join("checkpoints/step_000001.safetensors")).unwrap();
+    assert_eq!(third.config, cfg, "a fine-tune keeps its model's config");
+    let given = Clip::load(&g, &other).unwrap().state_dict().unwrap();
+    let kept3 = third.clip.state_dict().unwrap();
+    for (name, t) in &given {
+        assert_eq!(t.data, kept3[name].data, "{name}: the fine-tune runs around the CLIP it was given");
+    }
+
     // A CLIP with too few vision blocks for the tiny config's prompts: refused, saying why.
     let small = Clip::load(&g, &fixture().join("clip.safetensors")).unwrap();
     let small_path = dir.join("small_clip.safetensors");
@@ -557,6 +583,45 @@ fn an_attribute_head_starts_at_ln_classes_and_learns() {
     assert!(late < 0.9 * want, "image attribute loss {want:.3} → {late:.3} over 40 steps on 12 faces");
     let bad = ClipRun::create(&g, &dir.join("bad"), ClipRunConfig { attribute_w: f32::NAN, ..tiny_run(&data, 2) }, None).err().unwrap().to_string();
     assert!(bad.contains("--attribute-w"), "{bad}");
+}
+
+/// `--head-attributes`: the heads read only the named attributes, so the one attribute named
+/// gets the head's whole weight (the first loss is ln 2, not the mean of ln(classes) over all
+/// nine); a name attributes.jsonl lacks, a name given twice, or the option without a head are
+/// refused before anything is written.
+#[test]
+fn head_attributes_narrow_the_heads_to_the_named_ones() {
+    let g = gpu();
+    let dir = scratch("head_attributes");
+    let data = faces(&dir, 20);
+    let out = dir.join("run");
+    let only = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let config = ClipRunConfig { attribute_w: 5.0, text_attribute_w: 2.0, head_attributes: only(&["expression"]), ..tiny_run(&data, 2) };
+    let mut run = ClipRun::create(&g, &out, config.clone(), None).unwrap();
+    run.train(&AtomicBool::new(false), |r| assert!(r.heads.iter().all(|h| h.by_attribute.len() == 1), "{:?}", r.heads[0].by_attribute)).unwrap();
+    let first: serde_json::Value = serde_json::from_str(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().next().unwrap()).unwrap();
+    for key in ["attribute_loss", "text_attribute_loss"] {
+        let v = first[key].as_f64().unwrap();
+        assert!((v - 2f64.ln()).abs() < 1e-4, "first {key} {v}, want ln 2 (one attribute of two classes)");
+    }
+    assert_eq!(first["attribute_acc_by"].as_object().unwrap().keys().collect::<Vec<_>>(), ["expression"]);
+    let saved: ClipRunConfig = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(saved.head_attributes, ["expression"], "a resumed run reads the same heads");
+
+    let labels = ratlip::train::zero_shot::attribute_labels(&data).unwrap();
+    let two = labels.only(&only(&["glasses", "expression"])).unwrap();
+    assert_eq!(two.attributes.iter().map(|a| a.0.as_str()).collect::<Vec<_>>(), ["glasses", "expression"], "in the order named");
+    let (img, l) = two.by_image.iter().next().unwrap();
+    let full = &labels.by_image[img];
+    let at = |n: &str| labels.attributes.iter().position(|a| a.0 == n).unwrap();
+    assert_eq!(l, &vec![full[at("glasses")], full[at("expression")]], "each image keeps its own classes");
+
+    for (names, w, says) in [(&["mood"][..], 1.0, "no attribute \"mood\""), (&["expression", "expression"][..], 1.0, "named twice"), (&["expression"][..], 0.0, "--head-attributes")] {
+        let bad = dir.join("bad");
+        let e = ClipRun::create(&g, &bad, ClipRunConfig { attribute_w: w, head_attributes: only(names), ..tiny_run(&data, 2) }, None).err().unwrap().to_string();
+        assert!(e.contains(says), "{names:?}: {e}");
+        assert!(!bad.exists(), "a refused run writes nothing");
+    }
 }
 
 /// `--freeze-vision`: the image tower leaves the run exactly as it came in (a GAN around it

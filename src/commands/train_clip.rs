@@ -74,6 +74,11 @@ pub struct TrainClipArgs {
     /// move for otherwise (the faces' mood). 0: off.
     #[arg(long, default_value_t = 0.0, conflicts_with = "resume")]
     text_attribute_w: f32,
+    /// The attributes the heads read, comma-separated (default: every attribute of
+    /// attributes.jsonl). A head's loss is the mean over its attributes, so `--attribute-w 5
+    /// --head-attributes expression` weighs the smile 5 where all nine attributes give it 5/9.
+    #[arg(long, value_delimiter = ',', conflicts_with = "resume")]
+    head_attributes: Vec<String>,
     /// Train the text side (and the temperature, and a text head) only; the image tower stays
     /// as --init has it, so a GAN built around that CLIP's vision blocks stays valid.
     #[arg(long, conflicts_with_all = ["resume", "attribute_w"])]
@@ -118,6 +123,7 @@ pub fn train_clip(gpu: &Gpu, a: &TrainClipArgs) -> Result<()> {
             config.twins = a.twins;
             config.attribute_w = a.attribute_w;
             config.text_attribute_w = a.text_attribute_w;
+            config.head_attributes = a.head_attributes.clone();
             config.freeze_vision = a.freeze_vision;
             config.workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4));
             ClipRun::create(gpu, &out, config, a.init.as_deref()).with_context(|| format!("starting a run in {}", out.display()))?
@@ -184,6 +190,7 @@ fn describe(run: &ClipRun) {
             .filter(|(_, w)| *w > 0.0)
             .map(|(n, w)| format!(", {n} × {w}"))
             .collect::<String>()
+            + &if c.head_attributes.is_empty() { String::new() } else { format!(" ({})", c.head_attributes.join(", ")) }
             + if c.freeze_vision { ", image tower frozen" } else { "" }
     );
 }

@@ -368,6 +368,11 @@ pub struct ClipRunConfig {
     /// The same on the caption's side (`--text-attribute-w`). 0 in runs made before it.
     #[serde(default)]
     pub text_attribute_w: f32,
+    /// The attributes both heads read (`--head-attributes`); empty: all of attributes.jsonl,
+    /// as in runs made before the option. A head's loss is the mean over its attributes, so
+    /// naming one gives it the whole weight.
+    #[serde(default)]
+    pub head_attributes: Vec<String>,
     /// The image tower (`visual.*`) is not trained (`--freeze-vision`): a CLIP whose image
     /// side a GAN is built around (G's mapper and D's features are its vision blocks) can
     /// retrain its text side alone. Off in runs made before it.
@@ -395,6 +400,7 @@ impl ClipRunConfig {
             twins: false,
             attribute_w: 0.0,
             text_attribute_w: 0.0,
+            head_attributes: Vec::new(),
             freeze_vision: false,
             ratlip_version: env!("CARGO_PKG_VERSION").into(),
         }
@@ -418,6 +424,9 @@ impl ClipRunConfig {
         }
         if !(self.text_attribute_w.is_finite() && self.text_attribute_w >= 0.0) {
             return Err(Error::Other(format!("--text-attribute-w must be finite and ≥ 0, got {}", self.text_attribute_w)));
+        }
+        if !self.head_attributes.is_empty() && self.attribute_w == 0.0 && self.text_attribute_w == 0.0 {
+            return Err(Error::Other("--head-attributes chooses what the attribute heads read: give --attribute-w or --text-attribute-w too".into()));
         }
         if !(self.lr.is_finite() && self.lr >= 0.0) {
             return Err(Error::Other(format!("--lr must be finite and ≥ 0, got {}", self.lr)));
@@ -502,6 +511,10 @@ impl ClipRun {
         config.clip = trainer.clip.config.clone();
         config.ratlip_version = env!("CARGO_PKG_VERSION").into();
         config.validate()?;
+        if !config.head_attributes.is_empty() {
+            // Checked before anything is written: a misspelt attribute leaves no half-made run.
+            attribute_labels(&config.data)?.only(&config.head_attributes)?;
+        }
         std::fs::create_dir_all(dir.join("checkpoints")).map_err(|e| io(&dir.join("checkpoints"), e))?;
         write_atomic(&dir.join("config.json"), (serde_json::to_string_pretty(&config).map_err(|e| Error::Other(e.to_string()))? + "\n").as_bytes())?;
         write_atomic(&dir.join("metrics.jsonl"), b"")?;
@@ -555,7 +568,10 @@ impl ClipRun {
     fn assemble(dir: &Path, config: ClipRunConfig, mut trainer: ClipTrainer, position: Position, step: u64, skipped: BTreeMap<usize, String>, wall_s: f64) -> Result<ClipRun> {
         let (train, holdout) = split(&config.data, config.holdout)?;
         let labels = if config.attribute_w > 0.0 || config.text_attribute_w > 0.0 {
-            let labels = attribute_labels(&config.data)?;
+            let mut labels = attribute_labels(&config.data)?;
+            if !config.head_attributes.is_empty() {
+                labels = labels.only(&config.head_attributes)?;
+            }
             if let Some(item) = train.items.iter().find(|i| !labels.by_image.contains_key(&i.image)) {
                 return Err(Error::Other(format!("--attribute-w: {} has no line in {}", item.image.display(), config.data.join("attributes.jsonl").display())));
             }

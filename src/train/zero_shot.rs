@@ -260,6 +260,29 @@ pub struct AttributeLabels {
     pub by_image: HashMap<PathBuf, Vec<Option<u32>>>,
 }
 
+impl AttributeLabels {
+    /// Only the attributes named in `names` (in that order), so a head can be asked for the
+    /// ones training leaves unread without the rest sharing its weight. An unknown name is an
+    /// error that lists the attributes there are.
+    pub fn only(&self, names: &[String]) -> Result<AttributeLabels> {
+        let mut keep = Vec::with_capacity(names.len());
+        for n in names {
+            match self.attributes.iter().position(|(a, _)| a == n) {
+                Some(i) if !keep.contains(&i) => keep.push(i),
+                Some(_) => return Err(Error::Other(format!("attribute {n:?} is named twice"))),
+                None => {
+                    let there: Vec<&str> = self.attributes.iter().map(|(a, _)| a.as_str()).collect();
+                    return Err(Error::Other(format!("no attribute {n:?} in attributes.jsonl; it has: {}", there.join(", "))));
+                }
+            }
+        }
+        Ok(AttributeLabels {
+            attributes: keep.iter().map(|&i| self.attributes[i].clone()).collect(),
+            by_image: self.by_image.iter().map(|(f, l)| (f.clone(), keep.iter().map(|&i| l[i]).collect())).collect(),
+        })
+    }
+}
+
 /// The renderer's labels of every image in `data` (its attributes.jsonl).
 pub fn attribute_labels(data: &Path) -> Result<AttributeLabels> {
     let lines = attribute_lines(data, None, "supervising on attributes")?;
