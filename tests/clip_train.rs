@@ -541,6 +541,14 @@ fn a_gan_trains_on_an_in_house_clip() {
         assert_eq!(t.data, kept3[name].data, "{name}: the fine-tune runs around the CLIP it was given");
     }
 
+    // And back: train-clip --init takes the CLIP out of a model file, bit for bit.
+    let again = ClipTrainer::load(&g, &tuned.join("checkpoints/step_000001.safetensors")).unwrap();
+    let back = again.clip.state_dict().unwrap();
+    for (name, t) in &given {
+        assert_eq!(t.data, back[name].data, "{name}: the CLIP read out of a model file");
+    }
+    assert_eq!(again.logit_scale_value().unwrap(), ratlip::train::clip::LOGIT_SCALE_INIT, "a model file holds no temperature");
+
     // A CLIP with too few vision blocks for the tiny config's prompts: refused, saying why.
     let small = Clip::load(&g, &fixture().join("clip.safetensors")).unwrap();
     let small_path = dir.join("small_clip.safetensors");

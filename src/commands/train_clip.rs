@@ -27,7 +27,8 @@ pub struct TrainClipArgs {
     /// as in a checkpoint's clip_config). Default: 64 px, patch 8, widths 128, 4 + 4 layers, context 32.
     #[arg(long, value_name = "FILE.json", conflicts_with_all = ["init", "resume"])]
     config: Option<PathBuf>,
-    /// Start from this CLIP file (e.g. an earlier run's checkpoint) instead of a fresh init.
+    /// Start from this CLIP file (e.g. an earlier run's checkpoint) instead of a fresh init;
+    /// a ratlip model file (e.g. assets/default.safetensors) gives its CLIP.
     #[arg(long, value_name = "CLIP.safetensors", conflicts_with = "resume")]
     init: Option<PathBuf>,
     /// Image-caption pairs per step (the loss contrasts each image with the batch's captions).

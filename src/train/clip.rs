@@ -235,7 +235,13 @@ impl ClipTrainer {
     }
 
     /// A CLIP file as `save` writes it (`logit_scale` included; 0.07 when the file has none).
+    /// A CLIP file (a `train-clip` checkpoint keeps its learned temperature), a Hugging Face
+    /// or OpenAI CLIP, or a ratlip model file, whose frozen CLIP is taken (e.g. to go on from
+    /// the shipped model's CLIP A); a model file holds no temperature, so it starts at CLIP's.
     pub fn load(gpu: &Gpu, path: &Path) -> Result<ClipTrainer> {
+        if path.is_file() && WeightFile::read_metadata(path).is_ok_and(|m| m.contains_key("ratlip_config")) {
+            return ClipTrainer::new(crate::model::Model::load(gpu, path)?.clip, LOGIT_SCALE_INIT);
+        }
         let clip = Clip::load(gpu, path)?;
         // Clip::load reads folders too (Hugging Face layout); only a single file carries ours.
         let s = if path.is_file() { WeightFile::load(path)?.take_any(LOGIT_SCALE).and_then(|t| t.data.first().copied()) } else { None };
