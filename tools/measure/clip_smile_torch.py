@@ -2,7 +2,7 @@
 """Is CLIP A's blindness to the smile our engine's, or the task's? The same CLIP in PyTorch.
 
     python3 tools/measure/clip_smile_torch.py FACES_DIR STEPS [--head-w W] [--seed S]
-    (torch, safetensors-free: torch, numpy, pillow, tokenizers; CPU, ~0.17 s a step on 2 cores)
+    (needs torch, numpy, pillow and tokenizers from PyPI; CPU, about 0.17 s a step on 2 cores)
 
 Trains tools/recipes/clip_a32.json's CLIP from OpenAI's init (as src/clip/init.rs) on a
 `ratlip dataset synth --kind faces --size 32` folder as `ratlip train-clip` does: batch 64,
