@@ -6,7 +6,6 @@ use anyhow::{Context, Result};
 use ratlip::clip::model::Clip;
 use ratlip::clip::preprocess;
 use ratlip::clip::tokenizer::ClipTokenizer;
-use ratlip::weights::WeightFile;
 use ratlip::{Gpu, Tape, Tensor};
 
 /// Tokenises, telling the user on stderr when the prompt was cut to the context length.
@@ -33,8 +32,7 @@ pub fn load(gpu: &Gpu, path: &Path) -> Result<Clip> {
 /// so in its header (`ratlip_config`), which is read alone first, so neither file is read
 /// twice.
 pub fn load_or_from_model(gpu: &Gpu, path: &Path) -> Result<Clip> {
-    let model = path.is_file() && WeightFile::read_metadata(path).is_ok_and(|m| m.contains_key("ratlip_config"));
-    if model {
+    if ratlip::model::is_model_file(path) {
         super::model::open(gpu, path).map(|m| m.clip)
     } else {
         load(gpu, path)

@@ -232,8 +232,8 @@ pub fn train(gpu: &Gpu, a: &TrainArgs) -> Result<()> {
             config.hard_negative_w = a.hard_negative_w.unwrap_or(config.hard_negative_w);
             config.augment_shift = a.augment_shift.unwrap_or(config.augment_shift);
             config.workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4));
-            let model = match (&a.model, init) {
-                (Some(p), Some(mut model)) => {
+            let model = match a.model.as_ref().zip(init) {
+                Some((p, mut model)) => {
                     config.init = Some(p.clone());
                     if let Some(new) = clip {
                         if new.config != model.config.clip {
@@ -250,7 +250,7 @@ pub fn train(gpu: &Gpu, a: &TrainArgs) -> Result<()> {
                     }
                     model
                 }
-                _ => Model::init(gpu, config.model.clone(), clip, a.seed, true)?,
+                None => Model::init(gpu, config.model.clone(), clip, a.seed, true)?,
             };
             Run::create(&out, config, model).with_context(|| format!("starting a run in {}", out.display()))?
         }

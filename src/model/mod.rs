@@ -69,6 +69,12 @@ pub struct Model {
     pub provenance: Provenance,
 }
 
+/// Whether `path` is a ratlip model file: its header alone is read, for the callers that take
+/// either a CLIP file or the CLIP inside a model file.
+pub fn is_model_file(path: &Path) -> bool {
+    path.is_file() && WeightFile::read_metadata(path).is_ok_and(|m| m.contains_key("ratlip_config"))
+}
+
 /// A model file's header metadata: config, provenance and format.
 pub(crate) fn file_header(config: &ModelConfig, provenance: &Provenance) -> HashMap<String, String> {
     let mut meta = HashMap::new();

@@ -234,12 +234,11 @@ impl ClipTrainer {
         ClipTrainer::new(clip, LOGIT_SCALE_INIT)
     }
 
-    /// A CLIP file as `save` writes it (`logit_scale` included; 0.07 when the file has none).
-    /// A CLIP file (a `train-clip` checkpoint keeps its learned temperature), a Hugging Face
-    /// or OpenAI CLIP, or a ratlip model file, whose frozen CLIP is taken (e.g. to go on from
-    /// the shipped model's CLIP A); a model file holds no temperature, so it starts at CLIP's.
+    /// A CLIP file as `save` writes it (`logit_scale` included; 0.07 when the file has none),
+    /// a Hugging Face or OpenAI CLIP, or a ratlip model file, whose frozen CLIP is taken (e.g.
+    /// to go on from the shipped model's CLIP A) at temperature 0.07, since it holds none.
     pub fn load(gpu: &Gpu, path: &Path) -> Result<ClipTrainer> {
-        if path.is_file() && WeightFile::read_metadata(path).is_ok_and(|m| m.contains_key("ratlip_config")) {
+        if crate::model::is_model_file(path) {
             return ClipTrainer::new(crate::model::Model::load(gpu, path)?.clip, LOGIT_SCALE_INIT);
         }
         let clip = Clip::load(gpu, path)?;
