@@ -9,10 +9,13 @@
 # The faces are the renderer's version 2 (`dataset.json`'s generator_version; glasses and
 # smile drawn so a 32 px model sees them), and the defaults make assets/default.safetensors
 # (docs/evaluation.md, "Glasses a 32 px CLIP can see", "Trained on to step 3600" and
-# "Averaging G over checkpoints"; DEFAULT_STEPS=3600 gives the model shipped before it, and
-# with AVERAGE_LAST=1 too the one before that, step 3600 alone): CLIP A
+# "Averaging G over checkpoints" and "The smile, shipped"; MOUTH= gives the model shipped
+# before it, and MOUTH= DEFAULT_STEPS=3600 AVERAGE_LAST=1 the one before that, step 3600 alone): CLIP A
 # trained 1200 steps with `--hard-negatives`, the judge 1200, the GALIP arm with `--pixel-w 10
-# --div-w 2` to step 4800 (folder galip_pixel_div; 3600 for the model shipped before). assets/eval_clip.safetensors, and
+# --div-w 2` to step 4800 (folder galip_pixel_div; 3600 for the model shipped before), G
+# averaged over its last 8 checkpoints, and then (MOUTH, the last stage) that G fine-tuned
+# 2000 steps around `clip_a_mouth` and averaged again (MOUTH= stops before it: the model
+# shipped before the smile). assets/eval_clip.safetensors, and
 # everything docs/evaluation.md reports before those sections, were made on version 1:
 # `git checkout ad60945` and run this script from there (this script's own CLIP B, copied to
 # WORK_DIR/eval_clip.safetensors at the end, is version 2's). Its header there lists the
@@ -129,5 +132,35 @@ if [ "$AVERAGE_LAST" -gt 1 ]; then
 else
   cp "$(step "$SHIPPED" "$DEFAULT_STEPS")" "$W/default.safetensors"
 fi
+
+# The smile (docs/evaluation.md, "The smile, shipped"): CLIP A trained afresh with both
+# attribute heads on expression and glasses alone (`clip_a_mouth`, the first CLIP here that
+# reads the mouth), the averaged G above fine-tuned around it for MOUTH_STEPS, and that run's
+# last AVERAGE_LAST checkpoints averaged: assets/default.safetensors. `clip_b_mouth`, the same
+# recipe on CLIP B's config and seed, judges the mood (eval --judge). MOUTH= (empty) stops at
+# the model above, which assets/ shipped before.
+MOUTH=${MOUTH-1}
+MOUTH_CLIP_STEPS=800
+MOUTH_STEPS=${MOUTH_STEPS:-2000}
+if [ -n "$MOUTH" ]; then
+  [ "$AVERAGE_LAST" -gt 1 ] || { echo "MOUTH fine-tunes the averaged G: AVERAGE_LAST must be > 1" >&2; exit 2; }
+  HEADS=(--hard-negatives --attribute-w 10 --text-attribute-w 4 --head-attributes expression,glasses)
+  clip clip_a_mouth "$CLIP_A_CONFIG" "$MOUTH_CLIP_STEPS" 0 "${HEADS[@]}"
+  clip clip_b_mouth clip_b.json "$MOUTH_CLIP_STEPS" 1 "${HEADS[@]}"
+  [ -f "$W/before_mouth.safetensors" ] || cp "$W/default.safetensors" "$W/before_mouth.safetensors"
+  if [ ! -f "$(step galip_mouth "$MOUTH_STEPS")" ]; then
+    if [ -d "$W/galip_mouth" ]; then "$R" train --resume "$W/galip_mouth" --steps "$MOUTH_STEPS"
+    else "$R" train --data "$W/faces32" --out "$W/galip_mouth" --model "$W/before_mouth.safetensors" \
+           --clip "$(step clip_a_mouth "$MOUTH_CLIP_STEPS")" --batch "$GAN_BATCH" --steps "$MOUTH_STEPS" --seed 0 \
+           --sample-every 100 --checkpoint-every 100 --keep 100 --augment-shift "$AUGMENT_SHIFT" ${EXTRA[@]+"${EXTRA[@]}"}; fi
+  fi
+  LAST=()
+  for ((k = AVERAGE_LAST - 1; k >= 0; k--)); do LAST+=("$(step galip_mouth $((MOUTH_STEPS - 100 * k)))"); done
+  "$R" model average "${LAST[@]}" -o "$W/default.safetensors"
+  [ -f "$W/eval/mouth_${MOUTH_STEPS}_average_$AVERAGE_LAST/report.json" ] || "$R" eval --model "$W/default.safetensors" \
+    --data "$W/faces32_eval" --evaluator "$CLIP_B" --judge "$(step clip_b_mouth "$MOUTH_CLIP_STEPS")" \
+    --out "$W/eval/mouth_${MOUTH_STEPS}_average_$AVERAGE_LAST" --count 500 --seed 0
+fi
+
 cp "$CLIP_B" "$W/eval_clip.safetensors"
-echo "done: $W/default.safetensors (assets/default.safetensors is this run's) and $W/eval_clip.safetensors (version 2's evaluator; assets/ ships version 1's: docs/evaluation.md), reports in $W/eval/"
+echo "done: $W/default.safetensors (assets/default.safetensors is this run's, MOUTH stage included) and $W/eval_clip.safetensors (version 2's evaluator; assets/ ships version 1's: docs/evaluation.md), reports in $W/eval/"
