@@ -117,8 +117,8 @@ fn seeds_of_the_readme_prompt_differ() {
     assert!(v.pixel_l1 >= SEED_SPREAD_AT_LEAST, "the seeds of one prompt draw nearly the same image: mean |Δpixel| {}", v.pixel_l1);
 }
 
-// Measured with the shipped file (GALIP, 32 px, version 2 faces: the model below fine-tuned
-// for 2000 steps around `clip_a_mouth`, the CLIP whose heads read expression and glasses, G
+// Measured with the shipped file (GALIP, 32 px, version 2 faces: the model shipped before it,
+// named below, fine-tuned for 2000 steps around `clip_a_mouth`, the CLIP whose heads read expression and glasses, G
 // averaged over steps 1300–2000), lavapipe: on these 96 faces background 0.750 and hair colour
 // 0.738 (chance 0.125 and 0.167); red hair in 7 of 8; the README prompt's seeds 0.195 apart
 // (mean |Δpixel|); asked to smile, more lipstick pixels than asked for "looking sad" in 8 of 8
