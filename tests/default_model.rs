@@ -71,17 +71,13 @@ fn first_8(model: &Model, prompt: &str) -> Vec<ratlip::images::Rgb8> {
     eval::generate(model, &examples, &Options { count: 8, seed: 0, batch: 8, r_candidates: 100 }, &|_, _| {}).unwrap()
 }
 
-fn readme_prompt_images(model: &Model) -> Vec<ratlip::images::Rgb8> {
-    first_8(model, README_PROMPT)
-}
-
 /// The README's first command asks for red hair; the shipped model's first 8 images of seed
 /// 0 (what `generate --count 8` draws) have it, read by the renderer-aware detector.
 #[test]
 fn readme_prompt_gets_red_hair() {
     let gpu = ratlip::Gpu::new(&Default::default()).unwrap();
     let model = Model::load(&gpu, Path::new(MODEL)).unwrap();
-    let hair: Vec<Option<&str>> = readme_prompt_images(&model).iter().map(|i| faces::detect(&i.data, i.width).hair_color).collect();
+    let hair: Vec<Option<&str>> = first_8(&model, README_PROMPT).iter().map(|i| faces::detect(&i.data, i.width).hair_color).collect();
     println!("{README_PROMPT:?}: hair read as {hair:?}");
     let red = hair.iter().filter(|h| **h == Some("red")).count();
     assert!(red >= RED_AT_LEAST, "{red} of 8 images have red hair: {hair:?}");
@@ -96,7 +92,7 @@ fn readme_prompt_smiles_where_sad_does_not() {
     let model = Model::load(&gpu, Path::new(MODEL)).unwrap();
     let sad_prompt = README_PROMPT.replace("smiling", "looking sad");
     let count = |images: Vec<ratlip::images::Rgb8>| images.iter().map(|i| faces::lipstick_pixels(&i.data, i.width)).collect::<Vec<_>>();
-    let (smiling, sad) = (count(readme_prompt_images(&model)), count(first_8(&model, &sad_prompt)));
+    let (smiling, sad) = (count(first_8(&model, README_PROMPT)), count(first_8(&model, &sad_prompt)));
     println!("lipstick pixels per seed: smiling {smiling:?}, sad {sad:?}");
     let more = smiling.iter().zip(&sad).filter(|(a, b)| a > b).count();
     let (s, d): (usize, usize) = (smiling.iter().sum(), sad.iter().sum());
@@ -112,7 +108,7 @@ fn seeds_of_the_readme_prompt_differ() {
     let gpu = ratlip::Gpu::new(&Default::default()).unwrap();
     let model = Model::load(&gpu, Path::new(MODEL)).unwrap();
     let evaluator = ratlip::clip::model::Clip::load(&gpu, Path::new(EVALUATOR)).unwrap();
-    let v = eval::variety(&evaluator, &[readme_prompt_images(&model)]).unwrap();
+    let v = eval::variety(&evaluator, &[first_8(&model, README_PROMPT)]).unwrap();
     println!("{README_PROMPT:?}: 8 seeds, {v:?}");
     assert!(v.pixel_l1 >= SEED_SPREAD_AT_LEAST, "the seeds of one prompt draw nearly the same image: mean |Δpixel| {}", v.pixel_l1);
 }

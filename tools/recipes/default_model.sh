@@ -109,9 +109,16 @@ if [ "$PIXEL_W" != 0 ]; then SHIPPED+=_pixel; EXTRA+=(--pixel-w "$PIXEL_W"); fi
 if [ "$DIV_W" != 0 ]; then SHIPPED+=_div; EXTRA+=(--div-w "$DIV_W"); fi
 gan "$SHIPPED" "$DEFAULT_STEPS" $(arm_args "$DEFAULT_ARM") ${EXTRA[@]+"${EXTRA[@]}"}
 
-report() { # model out
-  [ -f "$2/report.json" ] || "$R" eval --model "$1" --data "$W/faces32_eval" --evaluator "$CLIP_B" --out "$2" --count 500 --seed 0 \
-    ${JUDGE_ARGS[@]+"${JUDGE_ARGS[@]}"}
+report() { # model out [judge args; default JUDGE_ARGS]
+  local model=$1 out=$2; shift 2
+  local judge=("$@"); [ $# -gt 0 ] || judge=(${JUDGE_ARGS[@]+"${JUDGE_ARGS[@]}"})
+  [ -f "$out/report.json" ] || "$R" eval --model "$model" --data "$W/faces32_eval" --evaluator "$CLIP_B" --out "$out" --count 500 --seed 0 \
+    ${judge[@]+"${judge[@]}"}
+}
+average() { # run last_step out: the run's G averaged over its last AVERAGE_LAST checkpoints (every 100 steps)
+  local last=() k
+  for ((k = AVERAGE_LAST - 1; k >= 0; k--)); do last+=("$(step "$1" $(($2 - 100 * k)))"); done
+  "$R" model average "${last[@]}" -o "$3"
 }
 for seed in $ABLATION_SEEDS; do
   for arm in galip ratlip_no_sa ratlip; do
@@ -125,9 +132,7 @@ for seed in $ABLATION_SEEDS; do
 done
 report "$(step "$SHIPPED" "$DEFAULT_STEPS")" "$W/eval/shipped_$DEFAULT_STEPS"
 if [ "$AVERAGE_LAST" -gt 1 ]; then
-  LAST=()
-  for ((k = AVERAGE_LAST - 1; k >= 0; k--)); do LAST+=("$(step "$SHIPPED" $((DEFAULT_STEPS - 100 * k)))"); done
-  "$R" model average "${LAST[@]}" -o "$W/default.safetensors"
+  average "$SHIPPED" "$DEFAULT_STEPS" "$W/default.safetensors"
   report "$W/default.safetensors" "$W/eval/shipped_${DEFAULT_STEPS}_average_$AVERAGE_LAST"
 else
   cp "$(step "$SHIPPED" "$DEFAULT_STEPS")" "$W/default.safetensors"
@@ -154,12 +159,8 @@ if [ -n "$MOUTH" ]; then
            --clip "$(step clip_a_mouth "$MOUTH_CLIP_STEPS")" --batch "$GAN_BATCH" --steps "$MOUTH_STEPS" --seed 0 \
            --sample-every 100 --checkpoint-every 100 --keep 100 --augment-shift "$AUGMENT_SHIFT" ${EXTRA[@]+"${EXTRA[@]}"}; fi
   fi
-  LAST=()
-  for ((k = AVERAGE_LAST - 1; k >= 0; k--)); do LAST+=("$(step galip_mouth $((MOUTH_STEPS - 100 * k)))"); done
-  "$R" model average "${LAST[@]}" -o "$W/default.safetensors"
-  [ -f "$W/eval/mouth_${MOUTH_STEPS}_average_$AVERAGE_LAST/report.json" ] || "$R" eval --model "$W/default.safetensors" \
-    --data "$W/faces32_eval" --evaluator "$CLIP_B" --judge "$(step clip_b_mouth "$MOUTH_CLIP_STEPS")" \
-    --out "$W/eval/mouth_${MOUTH_STEPS}_average_$AVERAGE_LAST" --count 500 --seed 0
+  average galip_mouth "$MOUTH_STEPS" "$W/default.safetensors"
+  report "$W/default.safetensors" "$W/eval/mouth_${MOUTH_STEPS}_average_$AVERAGE_LAST" --judge "$(step clip_b_mouth "$MOUTH_CLIP_STEPS")"
 fi
 
 cp "$CLIP_B" "$W/eval_clip.safetensors"
